@@ -1,0 +1,156 @@
+"""The round's configuration: pydantic models, strict about unknown keys so a typo is an error."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InputError
+
+EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
+EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Columns(_Strict):
+    """Which source column holds each field. id=None: use an 'id' column if present, else the row number."""
+
+    id: str | None = Field(None, description="record id column; None = 'id' if present, else row number")
+    question: str = "question"
+    options: str | None = Field("options", description="JSON list of option texts (choice tasks)")
+    answer: str = "answer"
+    category: str | None = Field(None, description="optional column for per-category accuracy")
+    metadata: list[str] = Field(default_factory=list, description="extra columns carried along")
+
+
+class DataConfig(_Strict):
+    labeled: str = Field(..., description="labeled file (csv/jsonl/parquet) or hf:<dataset>[:split]")
+    unlabeled: str = Field(..., description="unlabeled file; gold answers, if any, are only used for reports")
+    test: str | None = Field(None, description="evaluation split")
+    task: Literal["choice", "number", "label"] = "choice"
+    labels: list[str] | None = Field(None, description="the closed label set of a 'label' task")
+    columns: Columns = Field(default_factory=Columns)
+    limit_labeled: int | None = Field(None, ge=1, description="seeded subsample size")
+    limit_unlabeled: int | None = Field(None, ge=1)
+    limit_test: int | None = Field(None, ge=1)
+    sample_seed: int = 0
+
+    @model_validator(mode="after")
+    def _labels_for_label_task(self):
+        if self.task == "label" and not self.labels:
+            raise ValueError("task 'label' needs 'labels', the closed set of answers")
+        return self
+
+
+class ModelConfig(_Strict):
+    base: str = Field(EMBEDDED_MODEL, description="embedded:<name>, a local model directory, or a hub id")
+    embedder: str = Field(EMBEDDED_EMBEDDER, description="embedded:all-minilm-l6-v2 or a sentence-transformers dir")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: float32 on CPU (faster than bf16 on AVX2), bfloat16 on CUDA")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None keeps torch's default")
+    trust_remote_code: bool = False
+    allow_pickle: bool = Field(False, description="allow .bin/.pt weights; safetensors only otherwise")
+    cache_dir: str | None = Field(None, description="converted models; default $SEMIEVOL_CACHE or ~/.cache/semievol")
+
+
+class LoraParams(_Strict):
+    rank: int = Field(16, ge=1, le=512)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+    lr: float = Field(1e-4, gt=0)
+    epochs: float = Field(2, gt=0)
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(1024, ge=16)
+    seed: int = 0
+
+
+class MethodParams(_Strict):
+    """SemiEvol's knobs (paper section 3) and the ablation switches."""
+
+    n: int = Field(4, ge=1, le=32, description="collaborating configurations per record")
+    k: int = Field(3, ge=0, le=16, description="retrieved labeled examples (max shots)")
+    theta: float = Field(50, ge=0, le=100, description="keep pseudo-labels with NLL <= this percentile")
+    temperature: float = Field(1.0, ge=0, le=5, description="collaborative inference sampling temperature")
+    justify_temperature: float = Field(0.0, ge=0, le=5, description="self-justify temperature (0 = greedy)")
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    seed: int = 0
+    warmup: bool = Field(True, description="ablation switch: in-weight propagation (warm-up LoRA)")
+    retrieval: bool = Field(True, description="ablation switch: in-context propagation (kNN shots)")
+    collaboration: bool = Field(True, description="ablation switch: False = a single configuration (n=1)")
+    selection: bool = Field(True, description="ablation switch: False = keep every pseudo-label")
+
+
+class BackendConfig(_Strict):
+    generator: Literal["hf"] = "hf"
+    trainer: Literal["peft"] = "peft"
+    gen_batch_size: int = Field(32, ge=1)
+    score_batch_size: int = Field(16, ge=1)
+    embed_batch_size: int = Field(256, ge=1)
+
+
+class RoundConfig(_Strict):
+    name: str | None = Field(None, description="round directory name under runs_dir; default: time + data hash")
+    runs_dir: str = "runs"
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraParams = Field(default_factory=LoraParams)
+    method: MethodParams = Field(default_factory=MethodParams)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    progress: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v):
+        # The name becomes a directory under runs_dir: no separators, no '..', nothing hidden.
+        if v is not None and (not _NAME.match(v) or ".." in v):
+            raise ValueError("must be letters, digits, '.', '_' or '-' (max 128), not starting with '.'")
+        return v
+
+    def round_dir(self, name: str) -> Path:
+        return Path(self.runs_dir) / name
+
+
+def _as_input_error(source: str, err: ValidationError) -> InputError:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "-"
+    msg = first["msg"] if first["type"] != "extra_forbidden" else "unknown key (typo?)"
+    return InputError(source, None, key, msg)
+
+
+def parse_config(data: dict, source: str = "<config>") -> RoundConfig:
+    try:
+        return RoundConfig.model_validate(data)
+    except ValidationError as err:
+        raise _as_input_error(source, err) from None
+
+
+def load_config(path: str | Path) -> RoundConfig:
+    """Reads a YAML config; relative data paths are taken relative to the config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, None, "config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise InputError(path, None, None, f"not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise InputError(path, None, None, "top level must be a mapping")
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("labeled", "unlabeled", "test"):
+            val = data.get(key)
+            if isinstance(val, str) and not val.startswith("hf:") and not Path(val).is_absolute():
+                data[key] = str(path.parent / val)
+    return parse_config(raw, str(path))

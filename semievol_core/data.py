@@ -1,0 +1,243 @@
+"""Records, loaders (csv / jsonl / parquet / Hugging Face datasets) with a column mapping, validation and
+content fingerprints. Every problem raises InputError naming the file, the 1-based data row and the field."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .answers import LETTERS, format_number, parse_number
+from .config import Columns, DataConfig
+from .errors import InputError
+
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+csv.field_size_limit(64 * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    question: str
+    options: list[str] | None
+    answer: str | None  # canonical: a letter, a label from the set, or a number's repr; None = no answer
+    category: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    source: str
+    task: str
+    records: list[Record]
+    fingerprint: str
+    notes: list[str] = field(default_factory=list)  # upstream quirks fixed on load, reported not hidden
+
+    def __len__(self):
+        return len(self.records)
+
+    def by_id(self) -> dict[str, Record]:
+        return {r.id: r for r in self.records}
+
+    def has_gold(self) -> bool:
+        return any(r.answer is not None for r in self.records)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, str) and not value.strip())
+
+
+def _read_rows(source: str) -> tuple[list[dict], list[str]]:
+    """Rows as dicts, plus the column names. Bytes that are not UTF-8 survive as surrogates so that the
+    validation can name the row and field that holds them."""
+    if source.startswith("hf:"):
+        return _read_hf(source)
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(source, None, None, "file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+        try:
+            table = pq.read_table(path)
+        except Exception as err:  # pyarrow raises several types for a broken file
+            raise InputError(source, None, None, f"not a readable parquet file ({err})") from None
+        if table.num_rows == 0:
+            raise InputError(source, 1, None, "no data rows")
+        return table.to_pylist(), table.column_names
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError(source, 0, None, "file is empty")
+    text = raw.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        rows, columns = [], []
+        for n, line in enumerate((l for l in text.splitlines() if l.strip()), start=1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(source, n, None, f"not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(source, n, None, "each line must be a JSON object")
+            rows.append(row)
+            columns += [c for c in row if c not in columns]
+        return rows, columns
+    if suffix in (".csv", ".tsv"):
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+        if not rows:
+            raise InputError(source, 1, None, "header only, no data rows")
+        return rows, columns
+    raise InputError(source, None, None, f"unsupported file type {suffix!r} (csv, tsv, jsonl, parquet, hf:)")
+
+
+def _read_hf(source: str) -> tuple[list[dict], list[str]]:
+    import datasets  # slow import, only when asked for
+
+    name, _, split = source[3:].partition(":")
+    try:
+        if Path(name).is_dir():
+            ds = datasets.load_from_disk(name)
+        else:  # a hub id: the user named it, so a download is what they asked for
+            ds = datasets.load_dataset(name, split=split or "train")
+    except Exception as err:
+        raise InputError(source, None, None, f"cannot load dataset ({err})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if (split or "train") not in ds:
+            raise InputError(source, None, None, f"no split {split!r}; has {list(ds)}")
+        ds = ds[split or "train"]
+    if len(ds) == 0:
+        raise InputError(source, 1, None, "no data rows")
+    return ds.to_list(), list(ds.column_names)
+
+
+def _options(value, source: str, row: int, col: str) -> list[str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InputError(source, row, col, "options must be a JSON list of strings") from None
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if not isinstance(value, list) or not all(isinstance(o, (str, int, float)) for o in value):
+        raise InputError(source, row, col, "options must be a list of strings")
+    if not 2 <= len(value) <= len(LETTERS):
+        raise InputError(source, row, col, f"a choice needs 2 to {len(LETTERS)} options, got {len(value)}")
+    value = [str(o).strip() for o in value]
+    if any(not o for o in value):
+        raise InputError(source, row, col, "an option is empty")
+    return value
+
+
+def _answer(value, task: str, options: list[str], source: str, row: int, col: str, notes: dict) -> str:
+    text = str(value).strip()
+    if task == "choice":
+        letter = text.strip("().[] ").upper()
+        if letter.isdigit() and 1 <= int(letter) <= len(options):
+            # Upstream quirk (ARC): some answers are 1-based digits. Mapped and counted, not hidden.
+            notes["digit answers mapped to letters"] = notes.get("digit answers mapped to letters", 0) + 1
+            letter = LETTERS[int(letter) - 1]
+        if len(letter) != 1 or letter not in LETTERS[: len(options)]:
+            raise InputError(source, row, col,
+                             f"answer {text!r} is not a letter within the {len(options)} options")
+        return letter
+    if task == "number":
+        number = parse_number(text)
+        if number is None or re.search(r"[A-Za-z]{2,}", text):
+            raise InputError(source, row, col, f"answer {text!r} is not a number")
+        return format_number(number)
+    for label in options:
+        if text.lower() == label.lower():
+            return label
+    raise InputError(source, row, col, f"answer {text!r} is not one of the labels {options}")
+
+
+def load_dataset(source: str, task: str = "choice", columns: Columns | None = None,
+                 labels: list[str] | None = None, require_answers: bool = False) -> Dataset:
+    """Loads and validates one split. require_answers: every row must carry an answer (labeled, test)."""
+    columns = columns or Columns()
+    rows, present = _read_rows(str(source))
+    source = str(source)
+    needed = [columns.question] + ([columns.options] if task == "choice" else [])
+    needed += [columns.answer] if require_answers else []
+    needed += [c for c in [columns.id, columns.category, *columns.metadata] if c]
+    for col in needed:
+        if col not in present:
+            raise InputError(source, 0, col, f"missing column (found: {', '.join(map(str, present))})")
+    id_col = columns.id or ("id" if "id" in present else None)
+    records, seen, notes = [], {}, {}
+    for n, row in enumerate(rows, start=1):
+        for key, value in row.items():
+            if isinstance(value, str) and _SURROGATE.search(value):
+                raise InputError(source, n, key, "undecodable bytes (the file is not UTF-8)")
+        rid = str(row.get(id_col)).strip() if id_col else str(n)
+        if id_col and _missing(row.get(id_col)):
+            raise InputError(source, n, id_col, "empty id")
+        if rid in seen:
+            raise InputError(source, n, id_col or "id", f"duplicate id {rid!r} (first at row {seen[rid]})")
+        seen[rid] = n
+        question = row.get(columns.question)
+        if _missing(question) or not isinstance(question, str):
+            raise InputError(source, n, columns.question, "empty question")
+        if task == "choice":
+            options = _options(row.get(columns.options), source, n, columns.options)
+        elif task == "label":
+            options = list(labels or [])
+        else:
+            options = None
+        value = row.get(columns.answer)
+        if _missing(value):
+            if require_answers:
+                raise InputError(source, n, columns.answer, "missing answer in a split that needs answers")
+            answer = None
+        else:
+            answer = _answer(value, task, options, source, n, columns.answer, notes)
+        category = None if not columns.category or _missing(row.get(columns.category)) else str(
+            row[columns.category])
+        meta = {c: row.get(c) for c in columns.metadata}
+        records.append(Record(rid, question, options, answer, category, meta))
+    return Dataset(source, task, records, fingerprint(task, records),
+                   [f"{k}: {v}" for k, v in notes.items()])
+
+
+def fingerprint(task: str, records: list[Record]) -> str:
+    """Content hash of the mapped records: the same data in another file format hashes the same."""
+    h = hashlib.sha256(task.encode())
+    for r in records:
+        h.update(json.dumps(asdict(r), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def subsample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
+    """A fixed seeded subsample, in file order; every method that uses the same seed sees the same rows."""
+    if limit is None or limit >= len(ds):
+        return ds
+    keep = sorted(random.Random(seed).sample(range(len(ds)), limit))
+    records = [ds.records[i] for i in keep]
+    return Dataset(ds.source, ds.task, records, fingerprint(ds.task, records), ds.notes)
+
+
+def load_splits(cfg: DataConfig) -> dict[str, Dataset]:
+    """labeled, unlabeled and (optional) test, validated and subsampled; raises before anything is written."""
+    out = {}
+    for role in ("labeled", "unlabeled", "test"):
+        source = getattr(cfg, role)
+        if source is None:
+            continue
+        ds = load_dataset(source, cfg.task, cfg.columns, cfg.labels, require_answers=role != "unlabeled")
+        out[role] = subsample(ds, getattr(cfg, f"limit_{role}"), cfg.sample_seed)
+    return out
+
+
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

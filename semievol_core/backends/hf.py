@@ -1,0 +1,219 @@
+"""transformers + peft: generation with switchable LoRA adapters and teacher-forced scoring.
+
+The CPU default; the same code runs on CUDA (bf16 by default there)."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ..config import ModelConfig
+from .base import GenRequest, Messages, ScoreRequest
+
+_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+def device_and_dtype(cfg: ModelConfig) -> tuple[str, torch.dtype]:
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.dtype != "auto":
+        return device, getattr(torch, cfg.dtype)
+    # fp32 beats bf16 on AVX2 CPUs (DESIGN.md); bf16 is the GPU default.
+    return device, torch.bfloat16 if device == "cuda" else torch.float32
+
+
+def apply_threads(cfg: ModelConfig) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """GGUF -> safetensors model directory (vLLM needs that format), written beside target and renamed."""
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # transformers refuses to save a GGUF-loaded model while it still carries the quantizer.
+        if getattr(model, "hf_quantizer", None) is not None:
+            model.hf_quantizer.remove_quantization_config(model)
+        model.config.__dict__.pop("quantization_config", None)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if not (target / "config.json").is_file():
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_tokenizer(path: str, cfg: ModelConfig):
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, cfg: ModelConfig):
+    device, dtype = device_and_dtype(cfg)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+        use_safetensors=None if cfg.allow_pickle else True)
+    return model.to(device)
+
+
+def stop_ids(tok) -> list[int]:
+    """Ids that end an assistant turn. The GGUF's generation config may not stop at the chat template's
+    end-of-turn; without it the next turn is glued to the answer (DESIGN.md)."""
+    ids = {tok.eos_token_id}
+    vocab = tok.get_vocab()
+    ids |= {vocab[t] for t in _END_OF_TURN if t in vocab}
+    return sorted(i for i in ids if i is not None)
+
+
+def encode_pair(tok, messages: Messages, response: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, response ids). The response tokens are what the chat template puts after the generation
+    prompt for this assistant turn, cut after its end-of-turn token: what training targets and scoring use."""
+    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=False)
+    tail = full[len(prompt):] if full.startswith(prompt) else response + tok.eos_token
+    prompt_ids = tok(prompt, add_special_tokens=False).input_ids
+    resp_ids = tok(tail, add_special_tokens=False).input_ids
+    stops = set(stop_ids(tok))
+    cut = next((i + 1 for i, t in enumerate(resp_ids) if t in stops), len(resp_ids))
+    return prompt_ids, resp_ids[:cut]
+
+
+class HFEngine:
+    """One model in memory for a whole phase, with every adapter the phase needs loaded by name."""
+
+    def __init__(self, model_path: str, cfg: ModelConfig, adapters: dict[str, str] | None = None,
+                 gen_batch_size: int = 32, score_batch_size: int = 16, progress: bool = True,
+                 max_length: int = 4096):
+        apply_threads(cfg)
+        self.tok = load_tokenizer(model_path, cfg)
+        self.model = load_model(model_path, cfg)
+        self.device = self.model.device
+        self.adapters = dict(adapters or {})
+        if self.adapters:
+            from peft import PeftModel
+            names = list(self.adapters)
+            self.model = PeftModel.from_pretrained(self.model, self.adapters[names[0]], adapter_name=names[0])
+            for name in names[1:]:
+                self.model.load_adapter(self.adapters[name], adapter_name=name)
+        self.model.eval()
+        self.stops = stop_ids(self.tok)
+        self.gen_batch_size, self.score_batch_size = gen_batch_size, score_batch_size
+        self.progress, self.max_length = progress, max_length
+
+    def _use(self, adapter: str | None):
+        """Context in which the model runs with the named adapter, or with none (the base model)."""
+        import contextlib
+        if adapter is None:
+            return self.model.disable_adapter() if self.adapters else contextlib.nullcontext()
+        if adapter not in self.adapters:
+            raise KeyError(f"adapter {adapter!r} not loaded; have {list(self.adapters)}")
+        self.model.set_adapter(adapter)
+        return contextlib.nullcontext()
+
+    def _prompt_ids(self, messages: Messages) -> list[int]:
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = self.tok(text, add_special_tokens=False).input_ids
+        return ids[-self.max_length:]
+
+    @torch.inference_mode()
+    def generate(self, requests: list[GenRequest], seed: int, desc: str = "generate") -> list[str]:
+        out: list[str | None] = [None] * len(requests)
+        prompts = [self._prompt_ids(r.messages) for r in requests]
+        # Same adapter and settings batch together; longest first so padding stays small.
+        order = sorted(range(len(requests)), key=lambda i: (str(requests[i].adapter), requests[i].temperature,
+                                                            requests[i].max_new_tokens, -len(prompts[i]), i))
+        batches, cur = [], []
+        for i in order:
+            if cur and (len(cur) == self.gen_batch_size or _key(requests[cur[0]]) != _key(requests[i])):
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+        bar = tqdm(total=len(requests), desc=desc, unit="seq", disable=not self.progress)
+        tokens, t0 = 0, time.perf_counter()
+        for b, idx in enumerate(batches):
+            req = requests[idx[0]]
+            width = max(len(prompts[i]) for i in idx)
+            pad = self.tok.pad_token_id
+            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in idx], device=self.device)
+            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx],
+                                device=self.device)
+            # Seeded per batch: the same requests give the same texts on every run.
+            torch.manual_seed(seed * 1_000_003 + b)
+            sample = req.temperature > 0
+            with self._use(req.adapter):
+                gen = self.model.generate(
+                    input_ids=ids, attention_mask=mask, max_new_tokens=req.max_new_tokens, do_sample=sample,
+                    temperature=req.temperature if sample else None, top_k=0 if sample else None,
+                    top_p=1.0 if sample else None, eos_token_id=self.stops, pad_token_id=pad)
+            for row, i in enumerate(idx):
+                new = gen[row, width:].tolist()
+                cut = next((j for j, t in enumerate(new) if t in self.stops), len(new))
+                tokens += cut
+                out[i] = self.tok.decode(new[:cut], skip_special_tokens=True)
+            bar.update(len(idx))
+            bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - t0):.1f}")
+        bar.close()
+        return out
+
+    @torch.inference_mode()
+    def score(self, requests: list[ScoreRequest], desc: str = "score") -> list[float]:
+        pairs = [encode_pair(self.tok, r.messages, r.response) for r in requests]
+        pairs = [(p[-(self.max_length - len(s)):] if len(p) + len(s) > self.max_length else p, s) for p, s in pairs]
+        order = sorted(range(len(requests)), key=lambda i: (str(requests[i].adapter), -sum(map(len, pairs[i])), i))
+        out: list[float | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc=desc, unit="pair", disable=not self.progress)
+        start = 0
+        while start < len(order):
+            adapter = requests[order[start]].adapter
+            idx = [order[start]]
+            while (len(idx) < self.score_batch_size and start + len(idx) < len(order)
+                   and requests[order[start + len(idx)]].adapter == adapter):
+                idx.append(order[start + len(idx)])
+            start += len(idx)
+            with self._use(adapter):
+                for i, nll in zip(idx, self._mean_nll([pairs[i] for i in idx])):
+                    out[i] = nll
+            bar.update(len(idx))
+        bar.close()
+        return out
+
+    def _mean_nll(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+        width = max(len(p) + len(s) for p, s in pairs)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([p + s + [pad] * (width - len(p) - len(s)) for p, s in pairs], device=self.device)
+        mask = torch.tensor([[1] * (len(p) + len(s)) + [0] * (width - len(p) - len(s)) for p, s in pairs],
+                            device=self.device)
+        core = self.model.get_base_model() if self.adapters else self.model
+        hidden = core.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        # The output layer only at response positions: full-vocabulary logits for a batch cost gigabytes.
+        rows, cols, targets = [], [], []
+        for r, (p, s) in enumerate(pairs):
+            rows += [r] * len(s)
+            cols += range(len(p) - 1, len(p) + len(s) - 1)
+            targets += s
+        logits = core.get_output_embeddings()(hidden[rows, cols]).float()
+        nll = -logits.log_softmax(-1).gather(1, torch.tensor(targets, device=self.device)[:, None])[:, 0]
+        out, at = [], 0
+        for _, s in pairs:
+            out.append(nll[at:at + len(s)].mean().item())
+            at += len(s)
+        return out
+
+
+def _key(r: GenRequest):
+    return (r.adapter, r.temperature, r.max_new_tokens)

@@ -1,0 +1,114 @@
+"""LoRA training with peft and a plain PyTorch loop (the CPU path; also runs on CUDA)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import LoraParams, ModelConfig
+from ..errors import TrainingError
+from .base import Messages
+from .hf import apply_threads, encode_pair, load_model, load_tokenizer
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def verify_adapter(path: Path) -> Path:
+    """Files present, config parses, weights load and are finite. Raises TrainingError otherwise."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    missing = [f for f in ADAPTER_FILES if not (path / f).is_file()]
+    if missing:
+        raise TrainingError(f"adapter {path}: missing {', '.join(missing)}")
+    try:
+        json.loads((path / "adapter_config.json").read_text())
+        tensors = load_file(path / "adapter_model.safetensors")
+    except Exception as err:
+        raise TrainingError(f"adapter {path}: does not load ({err})") from None
+    if not tensors or not all(torch.isfinite(t).all() for t in tensors.values()):
+        raise TrainingError(f"adapter {path}: empty or non-finite weights")
+    return path
+
+
+class PeftTrainer:
+    def __init__(self, model_path: str, model_cfg: ModelConfig, lora: LoraParams, progress: bool = True):
+        self.model_path, self.model_cfg, self.lora, self.progress = model_path, model_cfg, lora, progress
+
+    def _batches(self, feats, epoch):
+        order = list(range(len(feats)))
+        random.Random(self.lora.seed * 7919 + epoch).shuffle(order)
+        bs = self.lora.batch_size
+        return [[feats[i] for i in order[s:s + bs]] for s in range(0, len(order), bs)]
+
+    def train(self, examples: list[tuple[Messages, str]], out_dir: Path) -> Path:
+        from peft import LoraConfig, get_peft_model
+        from transformers import get_scheduler
+
+        if not examples:
+            raise TrainingError("no training examples")
+        lp, out_dir = self.lora, Path(out_dir)
+        apply_threads(self.model_cfg)
+        torch.manual_seed(lp.seed)
+        tok = load_tokenizer(self.model_path, self.model_cfg)
+        model = load_model(self.model_path, self.model_cfg)
+        device = model.device
+        model = get_peft_model(model, LoraConfig(
+            r=lp.rank, lora_alpha=lp.alpha, lora_dropout=lp.dropout, target_modules=lp.target_modules,
+            task_type="CAUSAL_LM"))
+        feats = []
+        for messages, response in examples:
+            p, s = encode_pair(tok, messages, response)
+            p = p[-max(1, lp.max_length - len(s)):]
+            feats.append((p + s, [-100] * len(p) + s))
+        steps_per_epoch = math.ceil(math.ceil(len(feats) / lp.batch_size) / lp.grad_accum)
+        total = max(1, math.ceil(steps_per_epoch * lp.epochs))
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lp.lr, weight_decay=0.0)
+        sched = get_scheduler(lp.scheduler, opt, num_warmup_steps=round(lp.warmup_ratio * total),
+                              num_training_steps=total)
+        model.train()
+        bar = tqdm(total=total, desc="train LoRA", unit="step", disable=not self.progress)
+        step, micro, epoch, t0 = 0, 0, 0, time.perf_counter()
+        while step < total:
+            for batch in self._batches(feats, epoch):
+                width = max(len(x) for x, _ in batch)
+                pad = tok.pad_token_id
+                ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
+                labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
+                mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"loss became {loss.item()} at step {step}")
+                (loss / lp.grad_accum).backward()
+                micro += 1
+                if micro % lp.grad_accum:
+                    continue
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", s_step=f"{(time.perf_counter() - t0) / step:.1f}")
+                if step >= total:
+                    break
+            epoch += 1
+        bar.close()
+        # Written beside the target and renamed: a killed run never leaves a half adapter at out_dir.
+        tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+            verify_adapter(tmp)
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(tmp, out_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out_dir

@@ -1,0 +1,111 @@
+"""Phases 3 and 4: collaborative inference over n configurations, then self-justification of the
+records whose configurations disagree (paper section 3.3)."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import backends, prompts
+from .answers import extract, format_answer
+from .backends.base import GenRequest
+from .config import MethodParams
+from .context import RoundContext
+from .store import write_json, write_parquet
+
+
+@dataclass(frozen=True)
+class Configuration:
+    warm: bool  # warm adapter on
+    shots: int  # retrieved labeled examples in the prompt
+
+
+def config_space(k: int, warm_available: bool, retrieval: bool) -> list[Configuration]:
+    """{warm on, off} x {0..k shots}, narrowed by the ablations."""
+    return [Configuration(w, s) for w in ((True, False) if warm_available else (False,))
+            for s in range(k + 1 if retrieval else 1)]
+
+
+def draw_configs(method: MethodParams, warm_available: bool) -> list[Configuration]:
+    """n configurations drawn with the seed: distinct while the space allows, then repeats (temperature
+    sampling still makes repeated configurations answer differently)."""
+    space = config_space(method.k, warm_available, method.retrieval)
+    if not method.collaboration:
+        return [max(space, key=lambda c: (c.warm, c.shots))]  # the strongest single configuration
+    rng = random.Random(method.seed)
+    drawn = rng.sample(space, min(method.n, len(space)))
+    return drawn + [rng.choice(space) for _ in range(method.n - len(drawn))]
+
+
+def infer(ctx: RoundContext) -> list[Path]:
+    m, task = ctx.cfg.method, ctx.task
+    warm = ctx.warm_adapter()
+    configs = draw_configs(m, warm is not None)
+    labeled = ctx.splits["labeled"].by_id()
+    unlabeled = ctx.splits["unlabeled"].records
+    neighbors = {}
+    if ctx.rd.neighbors.exists():
+        df = pd.read_parquet(ctx.rd.neighbors)
+        neighbors = dict(zip(df["id"], df["neighbor_ids"]))
+    requests, rows = [], []
+    for rec in unlabeled:
+        near = list(neighbors.get(rec.id, []))
+        for c, conf in enumerate(configs):
+            # Nearest example last, next to the question it should inform.
+            shots = [labeled[i] for i in reversed(near[:conf.shots])]
+            requests.append(GenRequest(prompts.inference_messages(rec, task, shots), "warm" if conf.warm else None,
+                                       m.temperature, m.max_new_tokens))
+            rows.append({"id": rec.id, "config": c, "warm": conf.warm, "shots": len(shots)})
+    engine = backends.generator(ctx.cfg, ctx.model_path, {"warm": warm} if warm else None)
+    texts = engine.generate(requests, seed=m.seed, desc=f"collaborate x{len(configs)}")
+    by_id = {r.id: r for r in unlabeled}
+    for row, text in zip(rows, texts):
+        row["response"] = text
+        row["answer"] = extract(text, task, by_id[row["id"]].options)
+    return [write_parquet(ctx.rd.candidates, pd.DataFrame(rows))]
+
+
+def agreed_answer(answers: list[str | None]) -> str | None:
+    """The common answer when every configuration gave the same one; an empty extraction is disagreement."""
+    return answers[0] if answers and answers[0] is not None and len(set(answers)) == 1 else None
+
+
+def justify(ctx: RoundContext) -> list[Path]:
+    m, task = ctx.cfg.method, ctx.task
+    cand = pd.read_parquet(ctx.rd.candidates).sort_values(["id", "config"], kind="stable")
+    groups = {rid: g for rid, g in cand.groupby("id", sort=False)}
+    warm = ctx.warm_adapter()
+    rows, requests = [], []
+    for rec in ctx.splits["unlabeled"].records:
+        g = groups[rec.id]
+        answers = [None if pd.isna(a) else a for a in g["answer"]]
+        agreed = agreed_answer(answers)
+        row = {"id": rec.id, "candidate_answers": [a or "" for a in answers], "agreement": agreed is not None,
+               "justified": agreed is None, "response": None, "answer": agreed}
+        if agreed is not None:
+            row["response"] = g["response"].iloc[0]
+        else:
+            requests.append(GenRequest(prompts.justify_messages(rec, task, list(g["response"])),
+                                       "warm" if warm else None, m.justify_temperature, m.max_new_tokens))
+        rows.append(row)
+    if requests:
+        engine = backends.generator(ctx.cfg, ctx.model_path, {"warm": warm} if warm else None)
+        texts = iter(engine.generate(requests, seed=m.seed + 1, desc="self-justify"))
+        options = {r.id: r.options for r in ctx.splits["unlabeled"].records}
+        for row in rows:
+            if row["justified"]:
+                row["response"] = next(texts)
+                row["answer"] = extract(row["response"], task, options[row["id"]])
+    kept = [r for r in rows if r["answer"] is not None]
+    for r in kept:
+        r["pseudo_response"] = format_answer(r["answer"], task)
+    summary = {"records": len(rows), "agreed": sum(r["agreement"] for r in rows),
+               "justified": sum(r["justified"] for r in rows), "pseudo_labeled": len(kept),
+               "dropped_no_answer": len(rows) - len(kept),
+               "agreement_rate": sum(r["agreement"] for r in rows) / max(1, len(rows)),
+               "configurations": [vars(c) for c in draw_configs(m, warm is not None)]}
+    columns = ["id", "candidate_answers", "agreement", "justified", "response", "answer", "pseudo_response"]
+    write_parquet(ctx.rd.pseudo_labels, pd.DataFrame(kept, columns=columns))
+    return [ctx.rd.pseudo_labels, write_json(ctx.rd.justify_summary, summary)]

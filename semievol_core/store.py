@@ -1,0 +1,85 @@
+"""The round directory: every file written to a temporary name and renamed, and the manifest."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yields a temporary sibling to write to; renamed over path only if the block finishes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        if tmp.is_dir() and path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_json(path: Path, obj) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_parquet(path: Path, df: pd.DataFrame) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return path
+
+
+class RoundDir:
+    """runs/<round>/ and the names of what each phase writes into it."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.manifest = self.root / "manifest.json"
+        self.warm_adapter = self.root / "warm_adapter"
+        self.index = self.root / "retrieval" / "labeled.faiss"
+        self.neighbors = self.root / "retrieval" / "neighbors.parquet"
+        self.candidates = self.root / "candidates.parquet"
+        self.pseudo_labels = self.root / "pseudo_labels.parquet"
+        self.justify_summary = self.root / "justify.json"
+        self.selection = self.root / "selection.json"
+        self.evolved_adapter = self.root / "evolved_adapter"
+        self.predictions = self.root / "eval_predictions.parquet"
+        self.evaluation = self.root / "eval.json"
+        self.metrics = self.root / "metrics.json"
+        self.card = self.root / "card.md"
+
+    def create(self, manifest: dict) -> "RoundDir":
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.manifest.exists():
+            write_json(self.manifest, {**manifest, "phases": {}})
+        return self
+
+    def read_manifest(self) -> dict:
+        return read_json(self.manifest)
+
+    def record_phase(self, name: str, seconds: float, outputs: list[Path], **extra) -> None:
+        m = self.read_manifest()
+        m["phases"][name] = {"seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                             "outputs": [str(Path(o).relative_to(self.root)) for o in outputs], **extra}
+        write_json(self.manifest, m)

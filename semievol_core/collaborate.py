@@ -107,5 +107,5 @@ def justify(ctx: RoundContext) -> list[Path]:
                "agreement_rate": sum(r["agreement"] for r in rows) / max(1, len(rows)),
                "configurations": [vars(c) for c in draw_configs(m, warm is not None)]}
     columns = ["id", "candidate_answers", "agreement", "justified", "response", "answer", "pseudo_response"]
-    write_parquet(ctx.rd.pseudo_labels, pd.DataFrame(kept, columns=columns))
-    return [ctx.rd.pseudo_labels, write_json(ctx.rd.justify_summary, summary)]
+    write_parquet(ctx.rd.justified, pd.DataFrame(kept, columns=columns))
+    return [ctx.rd.justified, write_json(ctx.rd.justify_summary, summary)]

@@ -27,7 +27,7 @@ def select_mask(nll, theta: float, enabled: bool = True) -> tuple[float | None, 
 
 def score_and_select(ctx: RoundContext) -> list[Path]:
     m = ctx.cfg.method
-    pl = pd.read_parquet(ctx.rd.pseudo_labels)
+    pl = pd.read_parquet(ctx.rd.justified)
     by_id = ctx.splits["unlabeled"].by_id()
     warm = ctx.warm_adapter()
     if len(pl):

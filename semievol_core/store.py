@@ -60,8 +60,9 @@ class RoundDir:
         self.index = self.root / "retrieval" / "labeled.faiss"
         self.neighbors = self.root / "retrieval" / "neighbors.parquet"
         self.candidates = self.root / "candidates.parquet"
-        self.pseudo_labels = self.root / "pseudo_labels.parquet"
+        self.justified = self.root / "justified.parquet"  # pseudo-responses before scoring
         self.justify_summary = self.root / "justify.json"
+        self.pseudo_labels = self.root / "pseudo_labels.parquet"  # with nll and selected
         self.selection = self.root / "selection.json"
         self.evolved_adapter = self.root / "evolved_adapter"
         self.predictions = self.root / "eval_predictions.parquet"

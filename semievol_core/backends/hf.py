@@ -10,10 +10,10 @@ import uuid
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..config import ModelConfig
+from ..progress import Bar
 from .base import GenRequest, Messages, ScoreRequest
 
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
@@ -143,7 +143,7 @@ class HFEngine:
             cur.append(i)
         if cur:
             batches.append(cur)
-        bar = tqdm(total=len(requests), desc=desc, unit="seq", disable=not self.progress)
+        bar = Bar(len(requests), desc, "seq", self.progress)
         tokens, t0 = 0, time.perf_counter()
         for b, idx in enumerate(batches):
             req = requests[idx[0]]
@@ -165,8 +165,7 @@ class HFEngine:
                 cut = next((j for j, t in enumerate(new) if t in self.stops), len(new))
                 tokens += cut
                 out[i] = self.tok.decode(new[:cut], skip_special_tokens=True)
-            bar.update(len(idx))
-            bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - t0):.1f}")
+            bar.update(len(idx), tok_s=round(tokens / (time.perf_counter() - t0), 1))
         bar.close()
         return out
 
@@ -176,7 +175,7 @@ class HFEngine:
         pairs = [(p[-(self.max_length - len(s)):] if len(p) + len(s) > self.max_length else p, s) for p, s in pairs]
         order = sorted(range(len(requests)), key=lambda i: (str(requests[i].adapter), -sum(map(len, pairs[i])), i))
         out: list[float | None] = [None] * len(requests)
-        bar = tqdm(total=len(requests), desc=desc, unit="pair", disable=not self.progress)
+        bar = Bar(len(requests), desc, "pair", self.progress)
         start = 0
         while start < len(order):
             adapter = requests[order[start]].adapter

@@ -11,10 +11,10 @@ import uuid
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ..config import LoraParams, ModelConfig
 from ..errors import TrainingError
+from ..progress import Bar
 from .base import Messages
 from .hf import apply_threads, encode_pair, load_model, load_tokenizer
 
@@ -75,7 +75,7 @@ class PeftTrainer:
         sched = get_scheduler(lp.scheduler, opt, num_warmup_steps=round(lp.warmup_ratio * total),
                               num_training_steps=total)
         model.train()
-        bar = tqdm(total=total, desc="train LoRA", unit="step", disable=not self.progress)
+        bar = Bar(total, "train LoRA", "step", self.progress)
         step, micro, epoch, t0 = 0, 0, 0, time.perf_counter()
         while step < total:
             for batch in self._batches(feats, epoch):
@@ -95,8 +95,7 @@ class PeftTrainer:
                 sched.step()
                 opt.zero_grad()
                 step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", s_step=f"{(time.perf_counter() - t0) / step:.1f}")
+                bar.update(1, loss=round(loss.item(), 4), s_step=round((time.perf_counter() - t0) / step, 1))
                 if step >= total:
                     break
             epoch += 1

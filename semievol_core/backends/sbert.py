@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from ..progress import Bar
 
 
 class SentenceEmbedder:
@@ -19,7 +20,7 @@ class SentenceEmbedder:
 
     def encode(self, texts: list[str], desc: str = "embed") -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not self.progress)
+        bar = Bar(len(texts), desc, "text", self.progress)
         for s in range(0, len(texts), self.batch_size):
             chunk = texts[s:s + self.batch_size]
             out[s:s + len(chunk)] = self.model.encode(chunk, batch_size=self.batch_size, normalize_embeddings=True,

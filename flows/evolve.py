@@ -1,0 +1,154 @@
+"""Evolution over rounds.
+
+iterative: round after round, labeled := labeled + selected, unlabeled := the rest, until the pool is used
+up, the round count is reached, or the evolved model stops gaining on the evaluation split.
+continuous: each run takes only the unlabeled rows that arrived since the last run's watermark (the ids
+already taken), runs a round, and promotes the evolved adapter only if it beats the incumbent."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, ConfigDict, Field
+
+from semievol_core.config import Columns, RoundConfig
+from semievol_core.data import Dataset, Record, load_dataset
+from semievol_core.store import read_json, write_json, write_parquet
+
+from .round import semievol_round
+
+
+class EvolveParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    round: RoundConfig = Field(..., description="the first round's config; later rounds change only the data")
+    mode: Literal["iterative", "continuous"] = "iterative"
+    max_rounds: int = Field(3, ge=1, le=100, description="iterative: most rounds to run")
+    min_gain: float = Field(0.0, ge=0, le=1, description="iterative: stop unless evolved accuracy gains more")
+    name: str = Field("evolve", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                      description="directory under runs_dir that keeps the state, rounds and the promoted adapter")
+
+
+def _frame(records: list[Record], answers: dict[str, str] | None = None, prefix: str = "") -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": [prefix + r.id for r in records], "question": [r.question for r in records],
+        "options": [r.options for r in records],
+        "answer": [(answers or {}).get(r.id, r.answer) for r in records],
+        "category": [r.category for r in records]})
+
+
+def _next_data(cfg: RoundConfig, labeled: Dataset, unlabeled: Dataset, round_dir: Path, tag: str):
+    """labeled + selected (ids prefixed with the round tag) and the unselected rest, as parquet files."""
+    pl = pd.read_parquet(round_dir / "pseudo_labels.parquet")
+    chosen = dict(zip(pl.loc[pl["selected"], "id"], pl.loc[pl["selected"], "answer"]))
+    by_id = unlabeled.by_id()
+    new_labeled = pd.concat([_frame(labeled.records),
+                             _frame([by_id[i] for i in chosen], chosen, prefix=f"{tag}:")], ignore_index=True)
+    rest = [r for r in unlabeled.records if r.id not in chosen]
+    lab = write_parquet(round_dir / "next_labeled.parquet", new_labeled)
+    unl = write_parquet(round_dir / "next_unlabeled.parquet", _frame(rest)) if rest else None
+    return lab, unl, len(chosen)
+
+
+STANDARD = Columns(id="id", question="question", options="options", answer="answer", category="category")
+
+
+def _with_data(cfg: RoundConfig, name: str, **data) -> RoundConfig:
+    return cfg.model_copy(update={"name": name, "data": cfg.data.model_copy(update=data)})
+
+
+def _normalize(cfg: RoundConfig, home: Path) -> RoundConfig:
+    """Copies every split into the standard columns once, so rounds can mix original and derived files."""
+    out = {}
+    for role in ("labeled", "unlabeled", "test"):
+        source = getattr(cfg.data, role)
+        if source:
+            ds = _load(cfg, source, role != "unlabeled")
+            out[role] = str(write_parquet(home / "data" / f"{role}.parquet", _frame(ds.records)))
+    data = cfg.data.model_copy(update={**out, "columns": STANDARD, "limit_labeled": None, "limit_unlabeled": None,
+                                       "limit_test": None})
+    return cfg.model_copy(update={"data": data})
+
+
+def _evolved_accuracy(metrics: dict) -> float | None:
+    ev = metrics.get("evaluation") or {}
+    return (ev.get("evolved") or {}).get("accuracy")
+
+
+def _load(cfg: RoundConfig, source: str, answers: bool) -> Dataset:
+    """A split as the config maps it, limits applied to the config's own splits only."""
+    from semievol_core.data import subsample
+    c = cfg.data
+    ds = load_dataset(source, c.task, c.columns, c.labels, require_answers=answers)
+    for role in ("labeled", "unlabeled", "test"):
+        if source == getattr(c, role):
+            return subsample(ds, getattr(c, f"limit_{role}"), c.sample_seed)
+    return ds
+
+
+@flow(name="semievol-evolve-iterative", log_prints=True)
+def evolve_iterative(params: EvolveParams) -> list[dict]:
+    logger = get_run_logger()
+    history, best = [], None
+    base = params.name
+    cfg = _normalize(params.round, Path(params.round.runs_dir) / base)
+    for i in range(params.max_rounds):
+        metrics = semievol_round(_with_data(cfg, f"{base}-r{i + 1}"))
+        history.append(metrics)
+        acc = _evolved_accuracy(metrics)
+        logger.info("round %d: evolved accuracy %s", i + 1, acc)
+        round_dir = Path(metrics["round_dir"])
+        if best is not None and (acc is None or acc <= best + params.min_gain):
+            logger.info("stopping: no gain over %.4f", best)
+            break
+        best = acc if acc is not None else best
+        labeled = _load(cfg, cfg.data.labeled, True)
+        unlabeled = _load(cfg, cfg.data.unlabeled, False)
+        lab, unl, n = _next_data(cfg, labeled, unlabeled, round_dir, f"r{i + 1}")
+        if unl is None:
+            logger.info("stopping: unlabeled pool used up")
+            break
+        cfg = _with_data(cfg, cfg.name, labeled=str(lab), unlabeled=str(unl))
+    return history
+
+
+@flow(name="semievol-evolve-continuous", log_prints=True)
+def evolve_continuous(params: EvolveParams) -> dict:
+    logger = get_run_logger()
+    home = Path(params.round.runs_dir) / params.name
+    state_path = home / "state.json"
+    cfg = _normalize(params.round, home) if not state_path.exists() else _with_data(
+        params.round, None, columns=STANDARD, test=str(home / "data" / "test.parquet") if params.round.data.test
+        else None, limit_labeled=None, limit_test=None)
+    state = read_json(state_path) if state_path.exists() else {
+        "taken_ids": [], "labeled": cfg.data.labeled, "incumbent": None, "rounds": []}
+    # New rows are read from the user's unlabeled source as they map it; everything derived is standard.
+    source = _load(params.round, params.round.data.unlabeled, False)
+    taken = set(state["taken_ids"])
+    new = [r for r in source.records if r.id not in taken]  # the watermark: ids already taken
+    if not new:
+        logger.info("no unlabeled rows since the last round")
+        return state
+    tag = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{params.name}-{tag}"
+    batch = write_parquet(home / "batches" / f"{tag}.parquet", _frame(new))
+    rcfg = _with_data(cfg, name, labeled=state["labeled"], unlabeled=str(batch))
+    metrics = semievol_round(rcfg)
+    round_dir = Path(metrics["round_dir"])
+    lab, _, n = _next_data(rcfg, _load(rcfg, state["labeled"], True), _load(rcfg, str(batch), False), round_dir, tag)
+    acc = _evolved_accuracy(metrics)
+    inc = state["incumbent"]
+    promoted = acc is not None and (inc is None or acc > inc["accuracy"])
+    if promoted:
+        state["incumbent"] = {"round": name, "accuracy": acc, "adapter": str(round_dir / "evolved_adapter")}
+        write_json(home / "promoted.json", state["incumbent"])
+    state["taken_ids"] = sorted(taken | {r.id for r in new})
+    state["labeled"] = str(lab)
+    state["rounds"].append({"round": name, "new_rows": len(new), "selected": n, "evolved_accuracy": acc,
+                            "promoted": promoted, "round_dir": str(round_dir)})
+    write_json(state_path, state)  # written last: a crash before here leaves the watermark where it was
+    logger.info("round %s: %d new rows, evolved accuracy %s, promoted=%s", name, len(new), acc, promoted)
+    return state

@@ -1,0 +1,1 @@
+"""Prefect tasks: one per SemiEvol phase, thin wrappers over semievol_core."""

@@ -1,0 +1,163 @@
+"""One Prefect task per phase. A task's result is a small record of paths and a content digest, never the
+data; the cache key comes from content (data fingerprints, the config sections the phase reads, the model,
+upstream digests, the library's code) plus the task's own source."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import TASK_SOURCE, CachePolicy
+
+import semievol_core
+from semievol_core import progress
+from semievol_core.config import RoundConfig
+from semievol_core.context import RoundContext
+from semievol_core.data import load_splits
+from semievol_core.models import cache_dir, resolve_model
+from semievol_core.round import PHASES
+from semievol_core.store import RoundDir
+
+from .retry import GPU_TASK, halvings, is_oom, note_oom
+
+PHASE_FNS = dict(PHASES)
+# What each phase reads besides its own config sections: upstream phases and data splits.
+UPSTREAM = {"warm_up": [], "retrieve": [], "collaborate": ["warm_up", "retrieve"],
+            "justify": ["warm_up", "collaborate"], "select": ["warm_up", "justify"], "evolve": ["select"],
+            "evaluate": ["warm_up", "evolve"]}
+SECTIONS = {"warm_up": ["model", "lora", "method.warmup"], "retrieve": ["model.embedder", "method", "backend"],
+            "collaborate": ["model", "method", "backend"], "justify": ["model", "method", "backend"],
+            "select": ["model", "method", "backend"], "evolve": ["model", "lora"],
+            "evaluate": ["model", "method", "backend"]}
+SPLITS = {"warm_up": ["labeled"], "retrieve": ["labeled", "unlabeled"], "collaborate": ["labeled", "unlabeled"],
+          "justify": ["unlabeled"], "select": ["unlabeled"], "evolve": ["labeled", "unlabeled"],
+          "evaluate": ["test"]}
+
+
+def result_storage() -> Path:
+    path = Path(os.environ.get("SEMIEVOL_RESULTS") or cache_dir() / "prefect-results")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _code_version() -> str:
+    h = hashlib.sha256()
+    for p in sorted(Path(semievol_core.__file__).parent.rglob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+CODE_VERSION = _code_version()
+
+
+def _section(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def phase_key(phase: str, config: dict, fingerprints: dict, upstream: dict) -> str:
+    parts = {"phase": phase, "code": CODE_VERSION,
+             "config": {s: _section(config, s) for s in SECTIONS[phase]},
+             "data": {s: fingerprints.get(s) for s in SPLITS[phase]},
+             "upstream": {u: upstream[u] for u in UPSTREAM[phase]}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def digest(root: Path, rels: list[str]) -> str:
+    """Content hash of a phase's outputs (files and directories), by name relative to the round dir."""
+    h = hashlib.sha256()
+    for rel in sorted(rels):
+        path = root / rel
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def context(cfg: RoundConfig, round_dir: str) -> RoundContext:
+    return RoundContext(cfg, load_splits(cfg.data), RoundDir(Path(round_dir)), resolve_model(cfg.model))
+
+
+def _halved(cfg: RoundConfig, times: int) -> RoundConfig:
+    """After an out-of-memory error: half the batch, the same effective training batch."""
+    b, lora = cfg.backend, cfg.lora
+    f = 2 ** times
+    return cfg.model_copy(update={
+        "backend": b.model_copy(update={"gen_batch_size": max(1, b.gen_batch_size // f),
+                                        "score_batch_size": max(1, b.score_batch_size // f),
+                                        "embed_batch_size": max(1, b.embed_batch_size // f)}),
+        "lora": lora.model_copy(update={"batch_size": max(1, lora.batch_size // f),
+                                        "grad_accum": lora.grad_accum * min(f, lora.batch_size)})})
+
+
+class _ProgressArtifact:
+    """Mirrors the core's progress bars into one Prefect progress artifact per phase, at most every 2 s."""
+
+    def __init__(self, phase: str):
+        self.phase, self.last, self.id = phase, 0.0, None
+
+    def __call__(self, desc: str, done: int, total: int, stats: dict) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 2:
+            return
+        self.last = now
+        pct = 100.0 * done / max(1, total)
+        text = f"{self.phase}: {desc} {done}/{total}" + "".join(f", {k}={v}" for k, v in stats.items())
+        if self.id is None:
+            self.id = create_progress_artifact(pct, description=text)
+        else:
+            update_progress_artifact(self.id, pct, description=text)
+
+
+def run_phase(phase: str, config: dict, round_dir: str) -> dict:
+    cfg = RoundConfig.model_validate(config)
+    if halvings(round_dir, phase):
+        cfg = _halved(cfg, halvings(round_dir, phase))
+    ctx = context(cfg, round_dir)
+    listener = _ProgressArtifact(phase)
+    progress.add_listener(listener)
+    t0 = time.perf_counter()
+    try:
+        outputs = PHASE_FNS[phase](ctx)
+    except Exception as exc:
+        if is_oom(exc):
+            note_oom(round_dir, phase)
+        raise
+    finally:
+        progress.remove_listener(listener)
+    ctx.rd.record_phase(phase, time.perf_counter() - t0, outputs)
+    rels = [str(Path(p).relative_to(ctx.rd.root)) for p in outputs]
+    return {"phase": phase, "round_dir": str(ctx.rd.root), "files": rels, "digest": digest(ctx.rd.root, rels)}
+
+
+def _key_from_parameters(context, parameters) -> str:
+    return parameters["key"]
+
+
+CACHE = CachePolicy.from_cache_key_fn(_key_from_parameters) + TASK_SOURCE
+
+
+def _phase_task(phase: str, gpu: bool):
+    def fn(config: dict, round_dir: str, key: str) -> dict:
+        return run_phase(phase, config, round_dir)
+    fn.__name__ = fn.__qualname__ = phase
+    options = dict(name=phase.replace("_", "-"), cache_policy=CACHE, persist_result=True,
+                   result_storage=result_storage(), task_run_name=f"{phase.replace('_', '-')}")
+    return task(**options, **(GPU_TASK if gpu else {}))(fn)
+
+
+warm_up = _phase_task("warm_up", gpu=True)
+retrieve = _phase_task("retrieve", gpu=False)
+collaborate = _phase_task("collaborate", gpu=True)
+justify = _phase_task("justify", gpu=True)
+select = _phase_task("select", gpu=True)
+evolve = _phase_task("evolve", gpu=True)
+evaluate = _phase_task("evaluate", gpu=True)
+TASKS = {"warm_up": warm_up, "retrieve": retrieve, "collaborate": collaborate, "justify": justify,
+         "select": select, "evolve": evolve, "evaluate": evaluate}

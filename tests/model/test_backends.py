@@ -1,0 +1,42 @@
+"""The hf engine and the embedder with the real models."""
+import numpy as np
+import pytest
+
+from semievol_core import load_dataset, prompts
+from semievol_core.backends.base import GenRequest
+from semievol_core.backends.hf import HFEngine
+from semievol_core.backends.sbert import SentenceEmbedder
+from semievol_core.config import ModelConfig
+from semievol_core.models import resolve_embedder, resolve_model
+from semievol_core.retrieval import build_index, knn
+
+pytestmark = pytest.mark.model
+
+
+def test_adapter_on_off_on_is_identical(fpb_round, samples):
+    cfg, result = fpb_round
+    engine = HFEngine(resolve_model(cfg.model), cfg.model, {"warm": str(result.path / "warm_adapter")},
+                      progress=False)
+    recs = load_dataset(samples / "fpb" / "test.csv").records[:4]
+    on = [GenRequest(prompts.inference_messages(r, "choice"), "warm", 0.0, 16) for r in recs]
+    off = [GenRequest(m.messages, None, 0.0, 16) for m in on]
+    first, base, again = engine.generate(on, 0), engine.generate(off, 0), engine.generate(on, 0)
+    assert first == again and first != base
+
+
+def test_sampling_is_seeded():
+    cfg = ModelConfig()
+    engine = HFEngine(resolve_model(cfg), cfg, progress=False)
+    req = [GenRequest([{"role": "user", "content": "Name a colour."}], None, 1.0, 12)] * 4
+    assert engine.generate(req, seed=5) == engine.generate(req, seed=5)
+    assert engine.generate(req, seed=5) != engine.generate(req, seed=6)
+
+
+def test_embedder_and_faiss_find_the_same_question(samples):
+    emb = SentenceEmbedder(resolve_embedder(ModelConfig()), progress=False)
+    qs = [r.question for r in load_dataset(samples / "arc" / "labeled.csv").records]
+    vecs = emb.encode(qs)
+    assert vecs.dtype == np.float32 and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    scores, rows = knn(build_index(vecs), vecs[:5], 3)
+    assert rows[:, 0].tolist() == list(range(5)) and np.allclose(scores[:, 0], 1, atol=1e-4)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # nearest first

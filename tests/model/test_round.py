@@ -1,0 +1,104 @@
+"""A complete round through the public API with the real model, checked from the outside."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from semievol_core import load_dataset, prompts
+from semievol_core.backends.base import GenRequest
+from semievol_core.backends.hf import HFEngine
+from semievol_core.retrieval import load_index
+
+pytestmark = pytest.mark.model
+
+
+def test_every_file_present_and_readable(fpb_round):
+    _, result = fpb_round
+    root = result.path
+    for adapter in ("warm_adapter", "evolved_adapter"):
+        assert (root / adapter / "adapter_config.json").is_file()
+        assert (root / adapter / "adapter_model.safetensors").is_file()
+    assert load_index(root / "retrieval" / "labeled.faiss").ntotal == 16
+    neighbors = pd.read_parquet(root / "retrieval" / "neighbors.parquet")
+    assert len(neighbors) == 32 and all(len(n) == 3 for n in neighbors["neighbor_ids"])
+    cand = pd.read_parquet(root / "candidates.parquet")
+    assert {"id", "config", "warm", "shots", "response", "answer"} <= set(cand.columns)
+    assert len(cand) == 32 * 4 and cand.groupby("id").size().eq(4).all()
+    pl = pd.read_parquet(root / "pseudo_labels.parquet")
+    assert {"pseudo_response", "answer", "agreement", "justified", "nll", "selected"} <= set(pl.columns)
+    for name in ("manifest.json", "selection.json", "justify.json", "metrics.json", "eval.json"):
+        json.loads((root / name).read_text())
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert set(manifest["phases"]) >= {"warm_up", "retrieve", "collaborate", "justify", "select", "evolve",
+                                       "evaluate", "report"}
+    assert set(manifest["fingerprints"]) == {"labeled", "unlabeled", "test"}
+    assert not list(root.rglob(".*tmp-*"))  # no temporary leftovers
+
+
+def test_counts_and_tau(fpb_round):
+    cfg, result = fpb_round
+    pl = pd.read_parquet(result.path / "pseudo_labels.parquet")
+    sel = json.loads((result.path / "selection.json").read_text())
+    just = json.loads((result.path / "justify.json").read_text())
+    assert sel["selected"] <= sel["pool"] == len(pl) <= 32
+    assert just["pseudo_labeled"] + just["dropped_no_answer"] == 32
+    assert just["agreed"] + just["justified"] == 32
+    assert pl["selected"].sum() == sel["selected"] and len(pl) > 0
+    assert sel["tau"] == pytest.approx(np.percentile(pl["nll"], cfg.method.theta), abs=1e-12)
+    assert (pl.loc[pl["selected"], "nll"] <= sel["tau"]).all()
+    assert (pl.loc[~pl["selected"], "nll"] > sel["tau"]).all()
+    assert pl["answer"].isin(["A", "B", "C"]).all()  # no empty label ever
+    # agreement means every configuration gave that answer
+    for _, row in pl[pl["agreement"]].iterrows():
+        assert set(row["candidate_answers"]) == {row["answer"]}
+
+
+def test_stored_nll_matches_an_independent_forward_pass(fpb_round, samples):
+    cfg, result = fpb_round
+    model_path = json.loads((result.path / "manifest.json").read_text())["model_path"]
+    tok = AutoTokenizer.from_pretrained(model_path)
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(result.path / "warm_adapter")).eval()
+    unlabeled = load_dataset(samples / "fpb" / "unlabeled.csv").by_id()
+    pl = pd.read_parquet(result.path / "pseudo_labels.parquet").head(4)
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for rid, response, stored in zip(pl["id"], pl["pseudo_response"], pl["nll"]):
+        messages = prompts.inference_messages(unlabeled[rid], "choice")
+        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        p_ids = tok(prompt, add_special_tokens=False).input_ids
+        r_ids = tok(response, add_special_tokens=False).input_ids + [end]
+        ids = torch.tensor([p_ids + r_ids])
+        with torch.no_grad():
+            logp = model(input_ids=ids).logits[0].float().log_softmax(-1)
+        targets = torch.tensor(r_ids)
+        nll = -logp[len(p_ids) - 1:len(p_ids) + len(r_ids) - 1].gather(1, targets[:, None]).mean().item()
+        assert abs(nll - stored) < 1e-5, (rid, nll, stored)
+
+
+def test_evolved_adapter_loads_and_changes_greedy_outputs(fpb_round, samples):
+    cfg, result = fpb_round
+    model_path = json.loads((result.path / "manifest.json").read_text())["model_path"]
+    engine = HFEngine(model_path, cfg.model, {"evolved": str(result.path / "evolved_adapter")}, progress=False)
+    test = load_dataset(samples / "fpb" / "test.csv").records[:8]
+    reqs = [GenRequest(prompts.inference_messages(r, "choice"), a, 0.0, 24) for a in (None, "evolved") for r in test]
+    out = engine.generate(reqs, seed=0)
+    base, evolved = out[:8], out[8:]
+    assert base != evolved
+    assert sum(o.startswith("Answer: ") for o in evolved) >= 6  # it learned the asked format
+    assert not any("assistant" in o or "<|im_" in o for o in out)  # generation stops at end-of-turn
+
+
+def test_round_card_reports_accuracies(fpb_round):
+    _, result = fpb_round
+    card = (result.path / "card.md").read_text()
+    for needle in ("| base |", "| warm |", "| evolved |", "Pseudo-label accuracy", "selected", "tau"):
+        assert needle in card
+    pa = result.metrics["pseudo_label_accuracy"]
+    assert pa["all"]["n"] >= pa["selected"]["n"] > 0
+    assert 0 <= pa["selected"]["accuracy"] <= 1
+    ev = result.metrics["evaluation"]
+    assert {"base", "warm", "evolved"} == set(ev) and all(v["n"] == 16 for v in ev.values())

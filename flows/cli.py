@@ -18,11 +18,16 @@ def _env() -> None:
 
 
 def _config(args):
+    """The config, with its data and model validated before any flow starts (bad input: exit 2, no run)."""
     from semievol_core import load_config
+    from semievol_core.round import prepare
     cfg = load_config(args.config)
     update = {k: v for k, v in (("name", getattr(args, "name", None)),
                                 ("runs_dir", getattr(args, "runs_dir", None))) if v}
-    return cfg.model_validate({**cfg.model_dump(), **update}) if update else cfg
+    if update:
+        cfg = cfg.model_validate({**cfg.model_dump(), **update})
+    prepare(cfg)
+    return cfg
 
 
 def _table(metrics: dict) -> str:

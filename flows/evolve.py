@@ -19,7 +19,7 @@ from semievol_core.config import Columns, RoundConfig
 from semievol_core.data import Dataset, Record, load_dataset
 from semievol_core.store import read_json, write_json, write_parquet
 
-from .round import semievol_round
+from flows.round import semievol_round
 
 
 class EvolveParams(BaseModel):

@@ -17,7 +17,7 @@ from semievol_core.round import manifest, prepare
 from semievol_core.store import RoundDir, atomic_path, read_json
 from tasks.phases import TASKS, digest, phase_key
 
-from .artifacts import publish
+from flows.artifacts import publish
 
 GPU_PHASES = {"warm_up", "collaborate", "justify", "select", "evolve", "evaluate"}
 

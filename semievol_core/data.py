@@ -230,7 +230,12 @@ def load_splits(cfg: DataConfig) -> dict[str, Dataset]:
         source = getattr(cfg, role)
         if source is None:
             continue
-        ds = load_dataset(source, cfg.task, cfg.columns, cfg.labels, require_answers=role != "unlabeled")
+        try:
+            ds = load_dataset(source, cfg.task, cfg.columns, cfg.labels, require_answers=role != "unlabeled")
+        except InputError as err:
+            if err.row is None and err.field is None:  # a file-level problem: name the config key
+                raise InputError(err.file, None, f"data.{role}", err.problem) from None
+            raise
         out[role] = subsample(ds, getattr(cfg, f"limit_{role}"), cfg.sample_seed)
     return out
 

@@ -40,6 +40,7 @@ def write(ctx: RoundContext) -> list[Path]:
         "pseudo_label_accuracy": pseudo_label_accuracy(ctx),
         "evaluation": _opt(rd.evaluation),
         "seconds": {k: v["seconds"] for k, v in manifest["phases"].items()},
+        "cached": {k: v.get("from_round") for k, v in manifest["phases"].items() if v.get("cached")},
     }
     write_json(rd.metrics, metrics)
     return [rd.metrics, write_text(rd.card, card(ctx, metrics))]
@@ -83,5 +84,7 @@ def card(ctx: RoundContext, metrics: dict) -> str:
     if notes:
         lines += ["", "Data notes: " + "; ".join(notes) + "."]
     lines += ["", "| phase | seconds |", "|---|---|"]
-    lines += [f"| {k} | {metrics['seconds'][k]} |" for k in PHASE_ORDER if k in metrics["seconds"]]
+    cached = metrics.get("cached") or {}
+    lines += [f"| {k} | {metrics['seconds'][k]} |" if k not in cached else f"| {k} | cached (round {cached[k]}) |"
+              for k in PHASE_ORDER if k in metrics["seconds"]]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from semievol_core.models import cache_dir, resolve_model
 from semievol_core.round import PHASES
 from semievol_core.store import RoundDir
 
-from .retry import GPU_TASK, halvings, is_oom, note_oom
+from tasks.retry import GPU_TASK, halvings, is_oom, note_oom
 
 PHASE_FNS = dict(PHASES)
 # What each phase reads besides its own config sections: upstream phases and data splits.

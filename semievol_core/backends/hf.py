@@ -3,10 +3,7 @@
 The CPU default; the same code runs on CUDA (bf16 by default there)."""
 from __future__ import annotations
 
-import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import torch
@@ -14,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..config import ModelConfig
 from ..progress import Bar
+from ..store import atomic_path
 from .base import GenRequest, Messages, ScoreRequest
 
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
@@ -34,23 +32,15 @@ def apply_threads(cfg: ModelConfig) -> None:
 
 def convert_gguf(gguf: Path, target: Path) -> Path:
     """GGUF -> safetensors model directory (vLLM needs that format), written beside target and renamed."""
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        # transformers refuses to save a GGUF-loaded model while it still carries the quantizer.
-        if getattr(model, "hf_quantizer", None) is not None:
-            model.hf_quantizer.remove_quantization_config(model)
-        model.config.__dict__.pop("quantization_config", None)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers refuses to save a GGUF-loaded model while it still carries the quantizer.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    model.config.__dict__.pop("quantization_config", None)
+    with atomic_path(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if not (target / "config.json").is_file():
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

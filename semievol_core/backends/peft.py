@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import torch
@@ -15,6 +12,7 @@ import torch
 from ..config import LoraParams, ModelConfig
 from ..errors import TrainingError
 from ..progress import Bar
+from ..store import atomic_path
 from .base import Messages
 from .hf import apply_threads, encode_pair, load_model, load_tokenizer
 
@@ -101,13 +99,7 @@ class PeftTrainer:
             epoch += 1
         bar.close()
         # Written beside the target and renamed: a killed run never leaves a half adapter at out_dir.
-        tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
+        with atomic_path(out_dir) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             verify_adapter(tmp)
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            os.replace(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return out_dir

@@ -1,4 +1,6 @@
 """The hf engine and the embedder with the real models."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,3 +42,28 @@ def test_embedder_and_faiss_find_the_same_question(samples):
     scores, rows = knn(build_index(vecs), vecs[:5], 3)
     assert rows[:, 0].tolist() == list(range(5)) and np.allclose(scores[:, 0], 1, atol=1e-4)
     assert (np.diff(scores, axis=1) <= 1e-6).all()  # nearest first
+
+
+def test_embedded_gguf_converts_to_a_safetensors_directory(tmp_path):
+    import json
+
+    path = resolve_model(ModelConfig(cache_dir=str(tmp_path)))
+    files = {p.name for p in Path(path).iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
+    assert "quantization_config" not in json.loads((Path(path) / "config.json").read_text())
+    assert not list(tmp_path.rglob(".*tmp-*"))
+    engine = HFEngine(path, ModelConfig(), progress=False)  # loads from safetensors only
+    assert engine.generate([GenRequest([{"role": "user", "content": "Say hi."}], None, 0.0, 8)], 0)[0]
+
+
+def test_model_paths_are_checked(tmp_path):
+    from semievol_core import InputError
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_model(ModelConfig(base=str(tmp_path / "missing")))
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="no weights"):
+        resolve_model(ModelConfig(base=str(tmp_path / "m")))
+    (tmp_path / "m" / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(InputError, match="pickle"):
+        resolve_model(ModelConfig(base=str(tmp_path / "m")))

@@ -89,3 +89,17 @@ def test_cli_round_prints_the_result_table(prefect_server, small_data, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     for needle in ("base", "warm", "evolved", "round directory:"):
         assert needle in out.stdout
+
+
+def test_cli_evaluate_scores_adapters_on_a_split(prefect_server, small_data, tmp_path):
+    path = tmp_path / "round.yaml"
+    path.write_text(yaml.safe_dump(small_config(small_data, tmp_path / "runs", "evalsrc")))
+    assert _cli("round", "--config", str(path)).returncode == 0
+    adapter = tmp_path / "runs" / "evalsrc" / "evolved_adapter"
+    out = _cli("evaluate", "--config", str(path), "--adapter", f"evolved={adapter}", "--out", str(tmp_path / "ev"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    want = json.loads((tmp_path / "runs" / "evalsrc" / "eval.json").read_text())
+    assert got["base"] == want["base"] and got["evolved"] == want["evolved"]  # same greedy decoding
+    bad = _cli("evaluate", "--config", str(path), "--adapter", f"x={tmp_path}")
+    assert bad.returncode == 2 and "adapters.x" in bad.stderr

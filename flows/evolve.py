@@ -40,7 +40,7 @@ def _frame(records: list[Record], answers: dict[str, str] | None = None, prefix:
         "category": [r.category for r in records]})
 
 
-def _next_data(cfg: RoundConfig, labeled: Dataset, unlabeled: Dataset, round_dir: Path, tag: str):
+def _next_data(labeled: Dataset, unlabeled: Dataset, round_dir: Path, tag: str):
     """labeled + selected (ids prefixed with the round tag) and the unselected rest, as parquet files."""
     pl = pd.read_parquet(round_dir / "pseudo_labels.parquet")
     chosen = dict(zip(pl.loc[pl["selected"], "id"], pl.loc[pl["selected"], "answer"]))
@@ -107,7 +107,7 @@ def evolve_iterative(params: EvolveParams) -> list[dict]:
         best = acc if acc is not None else best
         labeled = _load(cfg, cfg.data.labeled, True)
         unlabeled = _load(cfg, cfg.data.unlabeled, False)
-        lab, unl, n = _next_data(cfg, labeled, unlabeled, round_dir, f"r{i + 1}")
+        lab, unl, n = _next_data(labeled, unlabeled, round_dir, f"r{i + 1}")
         if unl is None:
             logger.info("stopping: unlabeled pool used up")
             break
@@ -138,7 +138,7 @@ def evolve_continuous(params: EvolveParams) -> dict:
     rcfg = _with_data(cfg, name, labeled=state["labeled"], unlabeled=str(batch))
     metrics = semievol_round(rcfg)
     round_dir = Path(metrics["round_dir"])
-    lab, _, n = _next_data(rcfg, _load(rcfg, state["labeled"], True), _load(rcfg, str(batch), False), round_dir, tag)
+    lab, _, n = _next_data(_load(rcfg, state["labeled"], True), _load(rcfg, str(batch), False), round_dir, tag)
     acc = _evolved_accuracy(metrics)
     inc = state["incumbent"]
     promoted = acc is not None and (inc is None or acc > inc["accuracy"])

@@ -71,9 +71,9 @@ class RoundDir:
         self.card = self.root / "card.md"
 
     def create(self, manifest: dict) -> "RoundDir":
+        """A fresh manifest for this run: a reused round name never keeps another run's config or timings."""
         self.root.mkdir(parents=True, exist_ok=True)
-        if not self.manifest.exists():
-            write_json(self.manifest, {**manifest, "phases": {}})
+        write_json(self.manifest, {**manifest, "phases": {}})
         return self
 
     def read_manifest(self) -> dict:

@@ -42,6 +42,8 @@ def prefect_server():
             raise RuntimeError(f"prefect server did not start; see {_HOME / 'server.log'}")
         time.sleep(1)
     yield {"api": API, "ui": f"http://127.0.0.1:{PORT}", "home": _HOME}
+    from prefect.logging.handlers import APILogHandler
+    APILogHandler.flush()  # send the last run logs while the server is still up
     proc.terminate()
     try:
         proc.wait(20)

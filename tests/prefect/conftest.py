@@ -43,7 +43,7 @@ def prefect_server():
         time.sleep(1)
     yield {"api": API, "ui": f"http://127.0.0.1:{PORT}", "home": _HOME}
     from prefect.logging.handlers import APILogHandler
-    APILogHandler.flush()  # send the last run logs while the server is still up
+    APILogHandler().flush()  # send the last run logs while the server is still up
     proc.terminate()
     try:
         proc.wait(20)

@@ -118,9 +118,6 @@ class RoundConfig(_Strict):
             raise ValueError("must be letters, digits, '.', '_' or '-' (max 128), not starting with '.'")
         return v
 
-    def round_dir(self, name: str) -> Path:
-        return Path(self.runs_dir) / name
-
 
 def _as_input_error(source: str, err: ValidationError) -> InputError:
     first = err.errors()[0]

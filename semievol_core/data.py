@@ -239,10 +239,3 @@ def load_splits(cfg: DataConfig) -> dict[str, Dataset]:
         out[role] = subsample(ds, getattr(cfg, f"limit_{role}"), cfg.sample_seed)
     return out
 
-
-def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

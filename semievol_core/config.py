@@ -41,6 +41,7 @@ class DataConfig(_Strict):
     limit_unlabeled: int | None = Field(None, ge=1)
     limit_test: int | None = Field(None, ge=1)
     sample_seed: int = 0
+    max_question_chars: int = Field(20_000, ge=1, description="longer questions are input errors")
 
     @model_validator(mode="after")
     def _labels_for_label_task(self):
@@ -92,12 +93,37 @@ class MethodParams(_Strict):
     selection: bool = Field(True, description="ablation switch: False = keep every pseudo-label")
 
 
+class VllmParams(_Strict):
+    """Passed through to vllm.LLM."""
+
+    max_model_len: int = Field(4096, ge=64)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans (a model too big for one)")
+    max_lora_rank: int = Field(64, ge=1, description="must be >= lora.rank")
+    max_num_batched_tokens: int | None = Field(None, ge=64)
+    cpu_kv_cache_gib: float = Field(2, gt=0, description="KV cache on CPU; vLLM's own default takes most of RAM")
+    score_chunk: int = Field(256, ge=1, description="scoring requests per engine call")
+
+
+class LlamaFactoryParams(_Strict):
+    cli: str | None = Field(None, description="llamafactory-cli path; default $SEMIEVOL_LLAMAFACTORY_CLI, "
+                                              "then .venv-llamafactory/ at the repository root, then PATH")
+    template: str | None = Field(None, description="LLaMA-Factory template; None = parsed from the model's "
+                                                   "own chat template (what the generators use)")
+    extra: dict = Field(default_factory=dict, description="more keys for the training yaml")
+    timeout_s: int = Field(24 * 3600, ge=1)
+
+
 class BackendConfig(_Strict):
-    generator: Literal["hf"] = "hf"
-    trainer: Literal["peft"] = "peft"
+    generator: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="auto: vllm on a GPU where it is installed, else hf")
+    trainer: Literal["auto", "peft", "llamafactory"] = Field(
+        "auto", description="auto: llamafactory on a GPU where its CLI is found, else peft")
     gen_batch_size: int = Field(32, ge=1)
     score_batch_size: int = Field(16, ge=1)
     embed_batch_size: int = Field(256, ge=1)
+    vllm: VllmParams = Field(default_factory=VllmParams)
+    llamafactory: LlamaFactoryParams = Field(default_factory=LlamaFactoryParams)
 
 
 class RoundConfig(_Strict):
@@ -117,6 +143,13 @@ class RoundConfig(_Strict):
         if v is not None and (not _NAME.match(v) or ".." in v):
             raise ValueError("must be letters, digits, '.', '_' or '-' (max 128), not starting with '.'")
         return v
+
+    @model_validator(mode="after")
+    def _lora_fits_vllm(self):
+        if self.backend.generator == "vllm" and self.lora.rank > self.backend.vllm.max_lora_rank:
+            raise ValueError(f"lora.rank {self.lora.rank} > backend.vllm.max_lora_rank "
+                             f"{self.backend.vllm.max_lora_rank}")
+        return self
 
 
 def _as_input_error(source: str, err: ValidationError) -> InputError:

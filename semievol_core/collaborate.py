@@ -2,7 +2,10 @@
 records whose configurations disagree (paper section 3.3)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +42,20 @@ def draw_configs(method: MethodParams, warm_available: bool) -> list[Configurati
     return drawn + [rng.choice(space) for _ in range(method.n - len(drawn))]
 
 
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(Path(path).glob("*")):
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def infer(ctx: RoundContext) -> list[Path]:
+    """Generates in checkpoint shards of backend.checkpoint_records unlabeled records, each written atomically
+    under shards/collaborate/ and named by a hash of everything that decides its texts: a killed run resumes
+    with the finished shards and, with the hf backend (seeded per shard and batch) or vLLM with per-request
+    seeds (GPU), gives the same candidates as an uninterrupted run."""
     m, task = ctx.cfg.method, ctx.task
     warm = ctx.warm_adapter()
     configs = draw_configs(m, warm is not None)
@@ -58,13 +74,33 @@ def infer(ctx: RoundContext) -> list[Path]:
             requests.append(GenRequest(prompts.inference_messages(rec, task, shots), "warm" if conf.warm else None,
                                        m.temperature, m.max_new_tokens))
             rows.append({"id": rec.id, "config": c, "warm": conf.warm, "shots": len(shots)})
-    engine = backends.generator(ctx.cfg, ctx.model_path, {"warm": warm} if warm else None)
-    texts = engine.generate(requests, seed=m.seed, desc=f"collaborate x{len(configs)}")
+    identity = json.dumps([ctx.model_path, warm and _file_digest(Path(warm)), m.seed,
+                           backends.generator_name(ctx.cfg), ctx.cfg.backend.gen_batch_size])
+    per_shard = ctx.cfg.backend.checkpoint_records * len(configs)
+    shard_dir = ctx.rd.root / "shards" / "collaborate"
+    engine, parts, reused = None, [], 0
+    for s, start in enumerate(range(0, len(requests), per_shard)):
+        reqs, meta = requests[start:start + per_shard], rows[start:start + per_shard]
+        key = hashlib.sha256((identity + repr(reqs)).encode()).hexdigest()[:16]
+        path = shard_dir / f"{s:05d}-{key}.parquet"
+        if path.exists():
+            parts.append(pd.read_parquet(path))
+            reused += 1
+            continue
+        if engine is None:
+            engine = backends.generator(ctx.cfg, ctx.model_path, {"warm": warm} if warm else None)
+        texts = engine.generate(reqs, seed=m.seed * 100_003 + s, desc=f"collaborate x{len(configs)} shard {s}")
+        part = pd.DataFrame([{**r, "response": t} for r, t in zip(meta, texts)])
+        write_parquet(path, part)
+        parts.append(part)
+    columns = ["id", "config", "warm", "shots", "response"]
+    cand = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     by_id = {r.id: r for r in unlabeled}
-    for row, text in zip(rows, texts):
-        row["response"] = text
-        row["answer"] = extract(text, task, by_id[row["id"]].options)
-    return [write_parquet(ctx.rd.candidates, pd.DataFrame(rows))]
+    cand["answer"] = [extract(t, task, by_id[i].options) for i, t in zip(cand["id"], cand["response"])]
+    out = write_parquet(ctx.rd.candidates, cand)
+    ctx.notes.update(shards=len(parts), shards_reused=reused)
+    shutil.rmtree(shard_dir, ignore_errors=True)  # the merged table is the phase's output now
+    return [out]
 
 
 def agreed_answer(answers: list[str | None]) -> str | None:

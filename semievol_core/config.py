@@ -122,6 +122,8 @@ class BackendConfig(_Strict):
     gen_batch_size: int = Field(32, ge=1)
     score_batch_size: int = Field(16, ge=1)
     embed_batch_size: int = Field(256, ge=1)
+    checkpoint_records: int = Field(256, ge=1, description="collaborative inference is saved every this many "
+                                                           "unlabeled records; a killed run resumes from there")
     vllm: VllmParams = Field(default_factory=VllmParams)
     llamafactory: LlamaFactoryParams = Field(default_factory=LlamaFactoryParams)
 

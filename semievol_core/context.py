@@ -1,7 +1,7 @@
 """What every phase reads: the config, the validated splits, the round directory and the resolved model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import RoundConfig
 from .data import Dataset
@@ -14,6 +14,7 @@ class RoundContext:
     splits: dict[str, Dataset]
     rd: RoundDir
     model_path: str
+    notes: dict = field(default_factory=dict)  # what a phase reports beyond its files; goes to the manifest
 
     @property
     def task(self) -> str:

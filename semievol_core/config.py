@@ -103,6 +103,8 @@ class VllmParams(_Strict):
     max_num_batched_tokens: int | None = Field(None, ge=64)
     cpu_kv_cache_gib: float = Field(2, gt=0, description="KV cache on CPU; vLLM's own default takes most of RAM")
     score_chunk: int = Field(256, ge=1, description="scoring requests per engine call")
+    enforce_eager: bool | None = Field(None, description="None: eager on CPU (torch.compile of the model takes "
+                                                         "minutes on a few cores), compiled on GPU")
 
 
 class LlamaFactoryParams(_Strict):

@@ -53,7 +53,8 @@ class VLLMEngine:
         dtype = self.cfg.dtype if self.cfg.dtype != "auto" else ("float32" if self.cpu else "bfloat16")
         kwargs = dict(model=self.model_path, tokenizer=self.model_path, dtype=dtype, seed=seed,
                       max_model_len=self.params.max_model_len, trust_remote_code=self.cfg.trust_remote_code,
-                      tensor_parallel_size=self.params.tensor_parallel_size, enable_prefix_caching=True)
+                      tensor_parallel_size=self.params.tensor_parallel_size, enable_prefix_caching=True,
+                      enforce_eager=self.cpu if self.params.enforce_eager is None else self.params.enforce_eager)
         if not self.cpu:
             kwargs["gpu_memory_utilization"] = self.params.gpu_memory_utilization
         if self.params.max_num_batched_tokens:

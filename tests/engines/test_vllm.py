@@ -70,9 +70,13 @@ def test_token_logprobs_kept(engines, greedy):
 
 def test_sampling_seeded_at_the_engine(model_path):
     """On CPU the engine is seeded (per-request seeds crash there): the same phase gives the same texts."""
-    req = [GenRequest([{"role": "user", "content": f"Name a colour ({i})."}], None, 1.0, 12) for i in range(6)]
-    params = VllmParams(max_model_len=512)
-    first = VLLMEngine(model_path, ModelConfig(), params, progress=False).generate(req, seed=7)
-    again = VLLMEngine(model_path, ModelConfig(), params, progress=False).generate(req, seed=7)
-    other = VLLMEngine(model_path, ModelConfig(), params, progress=False).generate(req, seed=8)
-    assert first == again and first != other
+    import gc
+    req = [GenRequest([{"role": "user", "content": "Name a colour."}], None, 1.0, 12)] * 6
+    runs = []
+    for _ in range(2):
+        engine = VLLMEngine(model_path, ModelConfig(), VllmParams(max_model_len=512), progress=False)
+        runs.append(engine.generate(req, seed=7))
+        del engine
+        gc.collect()
+    assert runs[0] == runs[1]
+    assert len(set(runs[0])) >= 3  # temperature 1 really samples: the same prompt, different texts

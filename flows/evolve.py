@@ -6,7 +6,6 @@ continuous: each run takes only the unlabeled rows that arrived since the last r
 already taken), runs a round, and promotes the evolved adapter only if it beats the incumbent."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Literal

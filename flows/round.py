@@ -14,8 +14,8 @@ from prefect.deployments import run_deployment
 from semievol_core import report
 from semievol_core.config import RoundConfig
 from semievol_core.round import manifest, prepare
-from semievol_core.store import RoundDir, atomic_path, read_json
-from tasks.phases import TASKS, digest, phase_key
+from semievol_core.store import RoundDir, atomic_path, digest, read_json
+from tasks.phases import TASKS, phase_key
 
 from flows.artifacts import publish
 

@@ -16,7 +16,7 @@ from .answers import extract, format_answer
 from .backends.base import GenRequest
 from .config import MethodParams
 from .context import RoundContext
-from .store import write_json, write_parquet
+from .store import digest, write_json, write_parquet
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,6 @@ def draw_configs(method: MethodParams, warm_available: bool) -> list[Configurati
     return drawn + [rng.choice(space) for _ in range(method.n - len(drawn))]
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(Path(path).glob("*")):
-        if f.is_file():
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
-
-
 def infer(ctx: RoundContext) -> list[Path]:
     """Generates in checkpoint shards of backend.checkpoint_records unlabeled records, each written atomically
     under shards/collaborate/ and named by a hash of everything that decides its texts: a killed run resumes
@@ -74,7 +65,7 @@ def infer(ctx: RoundContext) -> list[Path]:
             requests.append(GenRequest(prompts.inference_messages(rec, task, shots), "warm" if conf.warm else None,
                                        m.temperature, m.max_new_tokens))
             rows.append({"id": rec.id, "config": c, "warm": conf.warm, "shots": len(shots)})
-    identity = json.dumps([ctx.model_path, warm and _file_digest(Path(warm)), m.seed,
+    identity = json.dumps([ctx.model_path, warm and digest(Path(warm).parent, [Path(warm).name]), m.seed,
                            backends.generator_name(ctx.cfg), ctx.cfg.backend.gen_batch_size])
     per_shard = ctx.cfg.backend.checkpoint_records * len(configs)
     shard_dir = ctx.rd.root / "shards" / "collaborate"

@@ -1,6 +1,7 @@
 """The round's configuration: pydantic models, strict about unknown keys so a typo is an error."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Literal
@@ -75,6 +76,11 @@ class LoraParams(_Strict):
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(1024, ge=16)
     seed: int = 0
+
+    def optimizer_steps(self, examples: int) -> int:
+        """Steps a run over this many examples takes (the last, partial batch of an epoch counts)."""
+        per_epoch = math.ceil(math.ceil(examples / self.batch_size) / self.grad_accum)
+        return max(1, math.ceil(per_epoch * self.epochs))
 
 
 class MethodParams(_Strict):

@@ -30,7 +30,7 @@ def _opt(path: Path):
 
 
 def write(ctx: RoundContext) -> list[Path]:
-    rd, cfg = ctx.rd, ctx.cfg
+    rd = ctx.rd
     manifest = rd.read_manifest()
     metrics = {
         "round": rd.root.name,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -48,6 +49,19 @@ def write_parquet(path: Path, df: pd.DataFrame) -> Path:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return path
+
+
+def digest(root: Path, rels: list[str]) -> str:
+    """Content hash of files and directories under root (a phase's outputs, an adapter), by name relative to
+    root."""
+    h = hashlib.sha256()
+    for rel in sorted(rels):
+        path = root / rel
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
 
 
 class RoundDir:

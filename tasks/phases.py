@@ -20,7 +20,7 @@ from semievol_core.context import RoundContext
 from semievol_core.data import load_splits
 from semievol_core.models import cache_dir, resolve_model
 from semievol_core.round import PHASES
-from semievol_core.store import RoundDir
+from semievol_core.store import RoundDir, digest
 
 from tasks.retry import GPU_TASK, halvings, is_oom, note_oom
 
@@ -66,18 +66,6 @@ def phase_key(phase: str, config: dict, fingerprints: dict, upstream: dict) -> s
              "data": {s: fingerprints.get(s) for s in SPLITS[phase]},
              "upstream": {u: upstream[u] for u in UPSTREAM[phase]}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def digest(root: Path, rels: list[str]) -> str:
-    """Content hash of a phase's outputs (files and directories), by name relative to the round dir."""
-    h = hashlib.sha256()
-    for rel in sorted(rels):
-        path = root / rel
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            h.update(str(f.relative_to(root)).encode())
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()
 
 
 def context(cfg: RoundConfig, round_dir: str) -> RoundContext:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..config import RoundConfig
+from ..config import ModelConfig, RoundConfig
 from ..errors import BackendMissingError
 
 _PACKAGES = {"hf": ["transformers", "peft"], "peft": ["transformers", "peft"], "vllm": ["vllm"],
@@ -19,11 +19,16 @@ def _require(backend: str) -> None:
                 f"backend {backend!r} needs the package {pkg!r}: {_INSTALL.get(pkg, f'pip install {pkg}')}")
 
 
-def _cuda(cfg: RoundConfig) -> bool:
-    if cfg.model.device != "auto":
-        return cfg.model.device == "cuda"
+def resolve_device(cfg: ModelConfig) -> str:
+    """cpu or cuda: the configured device, or cuda where one is visible."""
+    if cfg.device != "auto":
+        return cfg.device
     import torch
-    return torch.cuda.is_available()
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _cuda(cfg: RoundConfig) -> bool:
+    return resolve_device(cfg.model) == "cuda"
 
 
 def generator_name(cfg: RoundConfig) -> str:

@@ -12,13 +12,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ..config import ModelConfig
 from ..progress import Bar
 from ..store import atomic_path
+from . import resolve_device
 from .base import GenRequest, Messages, ScoreRequest
 
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
 
 def device_and_dtype(cfg: ModelConfig) -> tuple[str, torch.dtype]:
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg)
     if cfg.dtype != "auto":
         return device, getattr(torch, cfg.dtype)
     # fp32 beats bf16 on AVX2 CPUs (DESIGN.md); bf16 is the GPU default.
@@ -81,6 +82,18 @@ def encode_pair(tok, messages: Messages, response: str) -> tuple[list[int], list
     return prompt_ids, resp_ids[:cut]
 
 
+def prompt_ids(tok, messages: Messages, limit: int) -> list[int]:
+    """The chat-templated prompt with the generation prompt, its last `limit` tokens."""
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tok(text, add_special_tokens=False).input_ids[-limit:]
+
+
+def scoring_pairs(tok, requests: list[ScoreRequest], limit: int) -> list[tuple[list[int], list[int]]]:
+    """encode_pair of each request, the prompt cut from the left so that prompt + response fit in limit."""
+    pairs = [encode_pair(tok, r.messages, r.response) for r in requests]
+    return [(p[-(limit - len(s)):] if len(p) + len(s) > limit else p, s) for p, s in pairs]
+
+
 class HFEngine:
     """One model in memory for a whole phase, with every adapter the phase needs loaded by name."""
 
@@ -113,15 +126,10 @@ class HFEngine:
         self.model.set_adapter(adapter)
         return contextlib.nullcontext()
 
-    def _prompt_ids(self, messages: Messages) -> list[int]:
-        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = self.tok(text, add_special_tokens=False).input_ids
-        return ids[-self.max_length:]
-
     @torch.inference_mode()
     def generate(self, requests: list[GenRequest], seed: int, desc: str = "generate") -> list[str]:
         out: list[str | None] = [None] * len(requests)
-        prompts = [self._prompt_ids(r.messages) for r in requests]
+        prompts = [prompt_ids(self.tok, r.messages, self.max_length) for r in requests]
         # Same adapter and settings batch together; longest first so padding stays small.
         order = sorted(range(len(requests)), key=lambda i: (str(requests[i].adapter), requests[i].temperature,
                                                             requests[i].max_new_tokens, -len(prompts[i]), i))
@@ -161,8 +169,7 @@ class HFEngine:
 
     @torch.inference_mode()
     def score(self, requests: list[ScoreRequest], desc: str = "score") -> list[float]:
-        pairs = [encode_pair(self.tok, r.messages, r.response) for r in requests]
-        pairs = [(p[-(self.max_length - len(s)):] if len(p) + len(s) > self.max_length else p, s) for p, s in pairs]
+        pairs = scoring_pairs(self.tok, requests, self.max_length)
         order = sorted(range(len(requests)), key=lambda i: (str(requests[i].adapter), -sum(map(len, pairs[i])), i))
         out: list[float | None] = [None] * len(requests)
         bar = Bar(len(requests), desc, "pair", self.progress)

@@ -3,7 +3,6 @@ virtual environment: its pins (transformers, peft, datasets) conflict with the i
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ from ..config import LlamaFactoryParams, LoraParams, ModelConfig
 from ..errors import BackendMissingError, TrainingError
 from ..progress import Bar
 from ..store import atomic_path
+from . import resolve_device
 from .base import Messages
 from .peft import verify_adapter
 
@@ -99,8 +99,7 @@ class LlamaFactoryTrainer:
         if not examples:
             raise TrainingError("no training examples")
         out_dir = Path(out_dir)
-        import torch
-        cuda = self.model_cfg.device == "cuda" or (self.model_cfg.device == "auto" and torch.cuda.is_available())
+        cuda = resolve_device(self.model_cfg) == "cuda"
         with tempfile.TemporaryDirectory(prefix="semievol-lf-") as work, atomic_path(out_dir) as tmp:
             work = Path(work)
             write_dataset(examples, work / "data")
@@ -110,9 +109,7 @@ class LlamaFactoryTrainer:
                 "DISABLE_VERSION_CHECK", "0"), "PYTHONUNBUFFERED": "1"}
             if not cuda:
                 env["CUDA_VISIBLE_DEVICES"] = ""
-            lp = self.lora
-            steps = max(1, math.ceil(math.ceil(math.ceil(len(examples) / lp.batch_size) / lp.grad_accum) * lp.epochs))
-            self._run([self.cli, "train", str(work / "train.yaml")], env, work, steps)
+            self._run([self.cli, "train", str(work / "train.yaml")], env, work, self.lora.optimizer_steps(len(examples)))
             # Only the adapter goes into place; LLaMA-Factory also writes tokenizer files, logs and a
             # pickled training_args.bin.
             for extra in tmp.iterdir():

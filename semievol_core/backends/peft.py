@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -67,8 +66,7 @@ class PeftTrainer:
             p, s = encode_pair(tok, messages, response)
             p = p[-max(1, lp.max_length - len(s)):]
             feats.append((p + s, [-100] * len(p) + s))
-        steps_per_epoch = math.ceil(math.ceil(len(feats) / lp.batch_size) / lp.grad_accum)
-        total = max(1, math.ceil(steps_per_epoch * lp.epochs))
+        total = lp.optimizer_steps(len(feats))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lp.lr, weight_decay=0.0)
         sched = get_scheduler(lp.scheduler, opt, num_warmup_steps=round(lp.warmup_ratio * total),
                               num_training_steps=total)

@@ -15,15 +15,9 @@ import time
 
 from ..config import ModelConfig, VllmParams
 from ..progress import Bar
+from . import resolve_device
 from .base import GenRequest, ScoreRequest
-from .hf import encode_pair, load_tokenizer, stop_ids
-
-
-def on_cpu(cfg: ModelConfig) -> bool:
-    if cfg.device != "auto":
-        return cfg.device == "cpu"
-    import torch
-    return not torch.cuda.is_available()
+from .hf import load_tokenizer, prompt_ids, scoring_pairs, stop_ids
 
 
 class VLLMEngine:
@@ -33,7 +27,7 @@ class VLLMEngine:
                  adapters: dict[str, str] | None = None, progress: bool = True):
         self.model_path, self.cfg, self.params, self.progress = model_path, cfg, params, progress
         self.adapters = dict(adapters or {})
-        self.cpu = on_cpu(cfg)
+        self.cpu = resolve_device(cfg) == "cpu"
         self.tok = load_tokenizer(model_path, cfg)
         self.stops = stop_ids(self.tok)
         self.llm = None
@@ -73,16 +67,12 @@ class VLLMEngine:
         from vllm.lora.request import LoRARequest
         return LoRARequest(adapter, list(self.adapters).index(adapter) + 1, self.adapters[adapter])
 
-    def _prompt_ids(self, messages) -> list[int]:
-        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tok(text, add_special_tokens=False).input_ids[-(self.params.max_model_len - 1):]
-
     def generate(self, requests: list[GenRequest], seed: int, desc: str = "generate") -> list[str]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         llm = self._engine(seed)
-        prompts = [self._prompt_ids(r.messages) for r in requests]
+        prompts = [prompt_ids(self.tok, r.messages, self.params.max_model_len - 1) for r in requests]
         # Shared prefixes (the same retrieved shots, the same system turn) next to each other for the prefix cache.
         order = sorted(range(len(requests)), key=lambda i: (prompts[i], str(requests[i].adapter), i))
         params = []
@@ -121,9 +111,7 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         llm = self._engine(0)
-        limit = self.params.max_model_len - 1
-        pairs = [encode_pair(self.tok, r.messages, r.response) for r in requests]
-        pairs = [(p[-(limit - len(s)):] if len(p) + len(s) > limit else p, s) for p, s in pairs]
+        pairs = scoring_pairs(self.tok, requests, self.params.max_model_len - 1)
         order = sorted(range(len(requests)), key=lambda i: (pairs[i][0], str(requests[i].adapter), i))
         # prompt_logprobs=0 returns the log-probability of each given token; one token is generated and ignored.
         sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)

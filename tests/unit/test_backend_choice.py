@@ -1,7 +1,6 @@
 """Backend choice by config and the LLaMA-Factory run description (pure logic; the engines themselves are
 exercised in tests/engines)."""
 import json
-from pathlib import Path
 
 import pytest
 

@@ -74,14 +74,16 @@ def cmd_demo(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from flows.evaluate import evaluate
+    from flows.evaluate import check_adapters, evaluate
     adapters = {"base": None} if not args.no_base else {}
     for item in args.adapter or []:
         name, sep, path = item.partition("=")
         if not sep or not name:
             raise SystemExit(f"semievol: error: --adapter wants NAME=PATH, got {item!r}")
         adapters[name] = path
-    result = evaluate(_config(args), adapters, args.split, args.out)
+    cfg = _config(args)
+    check_adapters(adapters, cfg.model.allow_pickle)  # before any flow starts, like the config
+    result = evaluate(cfg, adapters, args.split, args.out)
     for name, m in result["metrics"].items():
         print(f"{name:<12} accuracy {100 * m['accuracy']:.1f}%  no answer {100 * m['extraction_failure_rate']:.1f}%"
               f"  (n={m['n']})")
@@ -98,6 +100,8 @@ def cmd_evolve(args) -> int:
             print(f"--- round {i}: {m['round_dir']}\n{_table(m)}")
     else:
         state = evolve_continuous(params)
+        if state.get("skipped"):
+            print(f"skipped, the rows wait for the next run: {state['skipped']}")
         print(f"rounds so far: {len(state['rounds'])}; incumbent: {state['incumbent']}")
     return 0
 
@@ -144,12 +148,15 @@ def main(argv=None) -> int:
     _env()
     from pydantic import ValidationError
 
-    from semievol_core.errors import InputError
+    from semievol_core.errors import BusyError, InputError
     try:
         return args.func(args)
     except InputError as err:
         print(f"semievol: error: {err}", file=sys.stderr)
         return 2
+    except BusyError as err:
+        print(f"semievol: busy: {err}", file=sys.stderr)
+        return 3
     except ValidationError as err:
         first = err.errors()[0]
         print(f"semievol: error: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)

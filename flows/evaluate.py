@@ -16,14 +16,21 @@ from semievol_core.models import resolve_model
 from semievol_core.store import write_json, write_parquet
 
 
+def check_adapters(adapters: dict[str, str | None], allow_pickle: bool) -> None:
+    for name, path in adapters.items():
+        if path and not (Path(path) / "adapter_config.json").is_file():
+            raise InputError(path, None, f"adapters.{name}", "not an adapter directory (no adapter_config.json)")
+        if path and not allow_pickle and not (Path(path) / "adapter_model.safetensors").is_file():
+            raise InputError(path, None, f"adapters.{name}",
+                             "no adapter_model.safetensors (pickle weights load only with model.allow_pickle)")
+
+
 @flow(name="semievol-evaluate", log_prints=True)
 def evaluate(config: RoundConfig, adapters: dict[str, str | None] | None = None,
              split: Literal["test", "labeled", "unlabeled"] = "test", out: str | None = None) -> dict:
     """adapters: name -> adapter directory (None = the base model). Writes eval.json and predictions."""
     adapters = adapters or {"base": None}
-    for name, path in adapters.items():
-        if path and not (Path(path) / "adapter_config.json").is_file():
-            raise InputError(path, None, f"adapters.{name}", "not an adapter directory (no adapter_config.json)")
+    check_adapters(adapters, config.model.allow_pickle)
     splits = load_splits(config.data)
     if split not in splits:
         raise InputError("config", None, f"data.{split}", "split not given")

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from semievol_core.config import Columns, RoundConfig
 from semievol_core.data import Dataset, Record, load_dataset
-from semievol_core.store import read_json, write_json, write_parquet
+from semievol_core.errors import BusyError
+from semievol_core.store import exclusive, read_json, write_json, write_parquet
 
 from flows.round import semievol_round
 
@@ -29,6 +30,8 @@ class EvolveParams(BaseModel):
     min_gain: float = Field(0.0, ge=0, le=1, description="iterative: stop unless evolved accuracy gains more")
     name: str = Field("evolve", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
                       description="directory under runs_dir that keeps the state, rounds and the promoted adapter")
+    secret_env: dict[str, str] | None = Field(None, description="environment variables set from Prefect Secret "
+                                              "blocks for each round, e.g. {\"HF_TOKEN\": \"hf-token\"}")
 
 
 def _frame(records: list[Record], answers: dict[str, str] | None = None, prefix: str = "") -> pd.DataFrame:
@@ -91,11 +94,16 @@ def _load(cfg: RoundConfig, source: str, answers: bool) -> Dataset:
 @flow(name="semievol-evolve-iterative", log_prints=True)
 def evolve_iterative(params: EvolveParams) -> list[dict]:
     logger = get_run_logger()
-    history, best = [], None
     base = params.name
-    cfg = _normalize(params.round, Path(params.round.runs_dir) / base)
+    with exclusive(Path(params.round.runs_dir) / base):
+        return _iterate(params, Path(params.round.runs_dir) / base, logger)
+
+
+def _iterate(params: EvolveParams, home: Path, logger) -> list[dict]:
+    history, best, base = [], None, params.name
+    cfg = _normalize(params.round, home)
     for i in range(params.max_rounds):
-        metrics = semievol_round(_with_data(cfg, f"{base}-r{i + 1}"))
+        metrics = semievol_round(_with_data(cfg, f"{base}-r{i + 1}"), secret_env=params.secret_env)
         history.append(metrics)
         acc = _evolved_accuracy(metrics)
         logger.info("round %d: evolved accuracy %s", i + 1, acc)
@@ -118,6 +126,17 @@ def evolve_iterative(params: EvolveParams) -> list[dict]:
 def evolve_continuous(params: EvolveParams) -> dict:
     logger = get_run_logger()
     home = Path(params.round.runs_dir) / params.name
+    try:
+        with exclusive(home):
+            return _continue(params, home, logger)
+    except BusyError as err:
+        # A cron run that overlaps a slow one is not a failure: the rows wait for the next run.
+        logger.warning("skipped: %s", err)
+        state = read_json(home / "state.json") if (home / "state.json").exists() else {"rounds": [], "incumbent": None}
+        return {**state, "skipped": str(err)}
+
+
+def _continue(params: EvolveParams, home: Path, logger) -> dict:
     state_path = home / "state.json"
     cfg = _normalize(params.round, home) if not state_path.exists() else _with_data(
         params.round, None, columns=STANDARD, test=str(home / "data" / "test.parquet") if params.round.data.test
@@ -135,7 +154,7 @@ def evolve_continuous(params: EvolveParams) -> dict:
     name = f"{params.name}-{tag}"
     batch = write_parquet(home / "batches" / f"{tag}.parquet", _frame(new))
     rcfg = _with_data(cfg, name, labeled=state["labeled"], unlabeled=str(batch))
-    metrics = semievol_round(rcfg)
+    metrics = semievol_round(rcfg, secret_env=params.secret_env)
     round_dir = Path(metrics["round_dir"])
     lab, _, n = _next_data(_load(rcfg, state["labeled"], True), _load(rcfg, str(batch), False), round_dir, tag)
     acc = _evolved_accuracy(metrics)

@@ -18,6 +18,7 @@ from semievol_core.store import RoundDir, atomic_path, digest, read_json
 from tasks.phases import TASKS, phase_key
 
 from flows.artifacts import publish
+from flows.secrets import apply_secret_env
 
 GPU_PHASES = {"warm_up", "collaborate", "justify", "select", "evolve", "evaluate"}
 
@@ -39,19 +40,28 @@ def adopt(result: dict, rd: RoundDir) -> bool:
         return False
 
 
-def _dispatch(phase: str, config: dict, rd: RoundDir, key: str, deployment: str) -> dict:
-    """Runs one phase as a flow run on the GPU work pool; the round directory must be shared storage."""
+def _dispatch(phase: str, config: dict, rd: RoundDir, key: str, deployment: str,
+              secret_env: dict[str, str] | None) -> dict:
+    """Runs one phase as a flow run on the GPU work pool. The round directory is storage both workers read,
+    so the phase's record is rebuilt from its manifest entry there, never read back from Prefect results
+    (those live in the other worker's result storage)."""
     run = run_deployment(deployment, parameters={"phase": phase, "config": config, "round_dir": str(rd.root),
-                                                 "key": key}, as_subflow=True)
+                                                 "key": key, "secret_env": secret_env}, as_subflow=True)
     if not run.state.is_completed():
         raise RuntimeError(f"phase {phase} on {deployment} ended {run.state.name}: {run.state.message}")
-    return run.state.result()
+    entry = rd.read_manifest()["phases"].get(phase)
+    if entry is None:
+        raise RuntimeError(f"phase {phase} on {deployment} completed but recorded nothing in {rd.manifest}")
+    return {"phase": phase, "round_dir": str(rd.root), "files": entry["outputs"],
+            "digest": digest(rd.root, entry["outputs"])}
 
 
-def run_task(phase: str, config: dict, rd: RoundDir, key: str, gpu_deployment: str | None = None) -> str:
+def run_task(phase: str, config: dict, rd: RoundDir, key: str, gpu_deployment: str | None = None,
+             secret_env: dict[str, str] | None = None) -> str:
+    """Runs (or reuses) one phase and leaves its checked outputs and manifest entry in `rd`."""
     logger = get_run_logger()
     if gpu_deployment and phase in GPU_PHASES:
-        result = _dispatch(phase, config, rd, key, gpu_deployment)
+        result = _dispatch(phase, config, rd, key, gpu_deployment, secret_env)
         cached = False
     else:
         state = TASKS[phase](config, str(rd.root), key, return_state=True)
@@ -68,20 +78,27 @@ def run_task(phase: str, config: dict, rd: RoundDir, key: str, gpu_deployment: s
 
 
 @flow(name="semievol-round", log_prints=True)
-def semievol_round(config: RoundConfig, gpu_deployment: str | None = None) -> dict:
+def semievol_round(config: RoundConfig, gpu_deployment: str | None = None,
+                   secret_env: dict[str, str] | None = None) -> dict:
     """One SemiEvol round: warm-up, retrieval, collaborative inference, self-justify, selection, evolve,
-    evaluate. Returns the round's metrics (also in runs/<round>/metrics.json)."""
+    evaluate. Returns the round's metrics (also in runs/<round>/metrics.json).
+
+    gpu_deployment: run the GPU phases as runs of this deployment (e.g. semievol-phase/gpu).
+    secret_env: environment variables to set from Prefect Secret blocks, e.g. {"HF_TOKEN": "hf-token"}."""
     logger = get_run_logger()
+    apply_secret_env(secret_env)
     ctx = prepare(config)  # validation first: a bad input fails here and writes nothing
-    ctx.rd.create(manifest(ctx))
-    logger.info("round directory %s", ctx.rd.root)
-    cfg = config.model_dump(mode="json")
-    fps = {k: v.fingerprint for k, v in ctx.splits.items()}
-    digests: dict[str, str] = {}
-    for phase in TASKS:
-        digests[phase] = run_task(phase, cfg, ctx.rd, phase_key(phase, cfg, fps, digests), gpu_deployment)
-    report.write(ctx)
-    metrics = read_json(ctx.rd.metrics)
-    publish(ctx.rd, metrics)
+    with ctx.rd.lock():  # a second run of the same round name fails here instead of clobbering this one
+        ctx.rd.create(manifest(ctx))
+        logger.info("round directory %s", ctx.rd.root)
+        cfg = config.model_dump(mode="json")
+        fps = {k: v.fingerprint for k, v in ctx.splits.items()}
+        digests: dict[str, str] = {}
+        for phase in TASKS:
+            digests[phase] = run_task(phase, cfg, ctx.rd, phase_key(phase, cfg, fps, digests), gpu_deployment,
+                                      secret_env)
+        report.write(ctx)
+        metrics = read_json(ctx.rd.metrics)
+        publish(ctx.rd, metrics)
     metrics["round_dir"] = str(ctx.rd.root.resolve())
     return metrics

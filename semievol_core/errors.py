@@ -25,3 +25,7 @@ class BackendMissingError(SemiEvolError, ImportError):
 
 class TrainingError(SemiEvolError, RuntimeError):
     """A trainer failed or produced an adapter that does not load."""
+
+
+class BusyError(SemiEvolError, RuntimeError):
+    """Another live run holds the directory this run would write (a round, an evolution's state)."""

@@ -3,6 +3,7 @@ downloaded unless the user names a hub id themselves."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -29,9 +30,20 @@ def _package_dir(package: str, hint: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _check_dir(path: Path, allow_pickle: bool, field: str) -> Path:
-    if not (path / "config.json").is_file():
+def _check_dir(path: Path, cfg: ModelConfig, field: str) -> Path:
+    config = path / "config.json"
+    if not config.is_file():
         raise InputError(str(path), None, field, "model directory has no config.json")
+    try:
+        custom = "auto_map" in json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(str(config), None, field, f"not valid JSON: {err}") from None
+    # Refused here rather than left to transformers, which for a known model_type silently skips the code.
+    if custom and not cfg.trust_remote_code:
+        raise InputError(str(config), None, "model.trust_remote_code",
+                         "the model ships its own Python code (auto_map); it runs only with "
+                         "model.trust_remote_code: true")
+    allow_pickle = cfg.allow_pickle
     if not any(path.glob("*.safetensors")):
         pickled = any(path.glob("*.bin")) or any(path.glob("*.pt"))
         if pickled and not allow_pickle:
@@ -70,7 +82,7 @@ def resolve_model(cfg: ModelConfig) -> str:
             convert_gguf(gguf, target)
         return str(target)
     path = _local_or_hub(cfg.base, "model.base")
-    return cfg.base if path is None else str(_check_dir(path, cfg.allow_pickle, "model.base"))
+    return cfg.base if path is None else str(_check_dir(path, cfg, "model.base"))
 
 
 def resolve_embedder(cfg: ModelConfig) -> str:

@@ -78,7 +78,8 @@ def run_phase(ctx: RoundContext, name: str, fn) -> list[Path]:
 
 def run_round(cfg: RoundConfig) -> RoundResult:
     ctx = prepare(cfg)
-    ctx.rd.create(manifest(ctx))
-    for name, fn in PHASES:
-        run_phase(ctx, name, fn)
+    with ctx.rd.lock():
+        ctx.rd.create(manifest(ctx))
+        for name, fn in PHASES:
+            run_phase(ctx, name, fn)
     return RoundResult(ctx.rd.root, read_json(ctx.rd.metrics))

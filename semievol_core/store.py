@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
+
+from .errors import BusyError
 
 
 @contextlib.contextmanager
@@ -64,6 +68,27 @@ def digest(root: Path, rels: list[str]) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def exclusive(directory: Path):
+    """Holds directory/.lock for the block, so one live run writes a directory at a time. An OS lock, not a
+    marker file: the kernel drops it when its process dies, so a killed run's directory can be resumed at
+    once, and two runs can never both believe they took over a stale lock."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise BusyError(f"{directory}: in use by a running run ({holder}); wait for it or pick another name")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield directory
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class RoundDir:
     """runs/<round>/ and the names of what each phase writes into it."""
 
@@ -83,6 +108,9 @@ class RoundDir:
         self.evaluation = self.root / "eval.json"
         self.metrics = self.root / "metrics.json"
         self.card = self.root / "card.md"
+
+    def lock(self):
+        return exclusive(self.root)
 
     def create(self, manifest: dict) -> "RoundDir":
         """A fresh manifest for this run: a reused round name never keeps another run's config or timings."""

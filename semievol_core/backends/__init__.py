@@ -78,4 +78,5 @@ def embedder(cfg: RoundConfig, path: str):
     from .hf import device_and_dtype
     from .sbert import SentenceEmbedder
     return SentenceEmbedder(path, device=device_and_dtype(cfg.model)[0],
-                            batch_size=cfg.backend.embed_batch_size, progress=cfg.progress)
+                            batch_size=cfg.backend.embed_batch_size, progress=cfg.progress,
+                            trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)

@@ -7,10 +7,12 @@ from ..progress import Bar
 
 
 class SentenceEmbedder:
-    def __init__(self, path: str, device: str = "cpu", batch_size: int = 256, progress: bool = True):
+    def __init__(self, path: str, device: str = "cpu", batch_size: int = 256, progress: bool = True,
+                 trust_remote_code: bool = False, allow_pickle: bool = False):
         from sentence_transformers import SentenceTransformer  # ~20 s import: only when used
 
-        self.model = SentenceTransformer(path, device=device)
+        self.model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code,
+                                         model_kwargs=None if allow_pickle else {"use_safetensors": True})
         self.batch_size, self.progress = batch_size, progress
 
     @property

@@ -62,6 +62,17 @@ def test_bad_yaml_key_fails_with_the_trainers_error(model_path, train_examples, 
     _no_adapter_left(out)
 
 
+def test_diverged_training_is_refused_as_a_corrupt_adapter(model_path, train_examples, tmp_path):
+    """LLaMA-Factory exits 0 after a diverged run; the adapter it saved holds NaN and must not be used."""
+    out = tmp_path / "adapter"
+    lora = LORA.model_copy(update={"lr": 1e30, "epochs": 2})  # step 1 is warm-up at lr 0
+    with pytest.raises(TrainingError) as err:
+        LlamaFactoryTrainer(model_path, ModelConfig(), lora, LlamaFactoryParams(), progress=False).train(
+            train_examples[:8], out)
+    assert "non-finite" in str(err.value)
+    _no_adapter_left(out)
+
+
 def test_killed_training_leaves_no_adapter(model_path, train_examples, tmp_path):
     out = tmp_path / "adapter"
     trainer = LlamaFactoryTrainer(model_path, ModelConfig(), LORA, LlamaFactoryParams(), progress=False)

@@ -3,6 +3,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -36,24 +38,66 @@ def test_continuous_takes_only_new_rows_and_promotes_on_gain(prefect_server, sma
     raw = small_config(small_data, tmp_path / "runs", None)
     raw["data"]["unlabeled"] = str(unl)
     params = EvolveParams(round=parse_config(raw), mode="continuous", name="nightly")
+    home = tmp_path / "runs" / "nightly"
 
     s1 = evolve_continuous(params)
     assert [r["new_rows"] for r in s1["rounds"]] == [8] and len(s1["taken_ids"]) == 8
     assert s1["incumbent"] and s1["rounds"][0]["promoted"]  # the first evolved adapter has no rival
 
-    rows.iloc[:12].to_csv(unl, index=False)  # 4 rows arrive
+    rows.iloc[:10].to_csv(unl, index=False)  # 2 rows arrive before the run, 2 more while it runs
+    cfg_file = tmp_path / "round.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw))
+    overlap = {}
+
+    def arrive_while_running():
+        deadline = time.monotonic() + 600
+        while len(list((home / "batches").glob("*.parquet"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        rows.iloc[10:12].to_csv(unl, mode="a", header=False, index=False)
+        # A cron run that overlaps this one skips instead of taking the same rows twice.
+        overlap["run"] = _cli("evolve", "--mode", "continuous", "--evolve-name", "nightly", "--config",
+                              str(cfg_file))
+
+    helper = threading.Thread(target=arrive_while_running)
+    helper.start()
     s2 = evolve_continuous(params)
-    assert [r["new_rows"] for r in s2["rounds"]] == [8, 4] and len(s2["taken_ids"]) == 12
+    helper.join()
+    assert overlap["run"].returncode == 0 and "skipped" in overlap["run"].stdout, overlap["run"].stderr[-2000:]
+    assert [r["new_rows"] for r in s2["rounds"]] == [8, 2] and len(s2["taken_ids"]) == 10
     second = s2["rounds"][1]
     assert second["promoted"] == (second["evolved_accuracy"] > s1["incumbent"]["accuracy"])
-    promoted = json.loads((tmp_path / "runs" / "nightly" / "promoted.json").read_text())
-    assert promoted == s2["incumbent"]
-    for r in s2["rounds"]:  # every round keeps its adapter and card
+
+    s3 = evolve_continuous(params)  # the rows that arrived mid-round: taken now, exactly once
+    assert [r["new_rows"] for r in s3["rounds"]] == [8, 2, 2]
+    assert sorted(s3["taken_ids"]) == sorted(rows["id"].astype(str)) and len(s3["taken_ids"]) == 12
+    batches = [pd.read_parquet(b)["id"].tolist() for b in sorted((home / "batches").glob("*.parquet"))]
+    assert sum(batches, []) == rows["id"].astype(str).tolist()  # each row in exactly one batch, in order
+    promoted = json.loads((home / "promoted.json").read_text())
+    assert promoted == s3["incumbent"]
+    for r in s3["rounds"]:  # every round keeps its adapter and card
         assert (tmp_path / "runs" / r["round"] / "evolved_adapter" / "adapter_config.json").is_file()
         assert (tmp_path / "runs" / r["round"] / "card.md").is_file()
 
-    s3 = evolve_continuous(params)  # nothing new: no round
-    assert len(s3["rounds"]) == 2
+    s4 = evolve_continuous(params)  # nothing new: no round
+    assert len(s4["rounds"]) == 3 and not s4.get("skipped")
+
+
+def test_failed_evolve_training_promotes_nothing(prefect_server, small_data, tmp_path):
+    """The evolve phase's trainer fails for real (the loss diverges): the round fails with the trainer's
+    error, no adapter is left in place, nothing is promoted and the watermark does not move."""
+    runs = tmp_path / "runs"
+    raw = small_config(small_data, runs, None)
+    raw["method"].update(warmup=False, retrieval=False)  # evolve is the round's only training
+    raw["lora"]["lr"] = 1e30
+    params = EvolveParams(round=parse_config(raw), mode="continuous", name="nightly")
+    state = evolve_continuous(params, return_state=True)
+    assert state.is_failed() and "TrainingError" in state.message and "nan" in state.message, state.message
+    home = runs / "nightly"
+    assert not (home / "promoted.json").exists() and not (home / "state.json").exists()
+    [round_dir] = [d for d in runs.iterdir() if d.name.startswith("nightly-")]
+    assert (round_dir / "pseudo_labels.parquet").is_file()  # the phases before it finished and are kept
+    assert not (round_dir / "evolved_adapter").exists() and not list(round_dir.glob(".evolved_adapter*"))
+    assert "evolve" not in json.loads((round_dir / "manifest.json").read_text())["phases"]
 
 
 def _cli(*args):

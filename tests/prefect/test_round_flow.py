@@ -1,15 +1,27 @@
-"""The round flow against a real Prefect server: end to end, fully cached, partly re-run, self-healing."""
+"""The round flow against a real Prefect server: end to end, fully cached, partly re-run, self-healing,
+concurrent, and with a secret that must not leak."""
+import json
+import os
 import shutil
+import subprocess
+import sys
+import uuid
+
+import yaml
 
 import pandas as pd
 import pytest
 from helpers import artifacts, small_config, task_states
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows.round import semievol_round
 from semievol_core import parse_config
 
 pytestmark = pytest.mark.prefect
 PHASES = ["warm-up", "retrieve", "collaborate", "justify", "select", "evolve", "evaluate"]
+SECRET = f"hf_semievolTest{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +32,11 @@ def first_run(prefect_server, small_data, tmp_path_factory):
     # test modules must not pre-fill this cache.
     raw["method"]["seed"] = raw["lora"]["seed"] = 1
     cfg = parse_config(raw)
-    state = semievol_round(cfg, return_state=True)
+    Secret(value=SECRET).save("semievol-test-hub-token", overwrite=True)
+    state = semievol_round(cfg, secret_env={"HF_TOKEN": "semievol-test-hub-token"}, return_state=True)
     assert state.is_completed(), state.message
-    return cfg, runs, state.state_details.flow_run_id, state.result()
+    yield cfg, runs, state.state_details.flow_run_id, state.result()
+    os.environ.pop("HF_TOKEN", None)
 
 
 def test_round_completes_with_artifacts(first_run):
@@ -81,3 +95,58 @@ def test_changing_one_unlabeled_row_reruns_only_what_depends_on_it(first_run, sm
     assert states["warm-up"] == "Cached"
     for phase in ("retrieve", "collaborate", "justify", "select", "evolve"):
         assert states[phase] == "Completed", (phase, states)
+
+
+def test_secret_reaches_the_environment_but_no_log_artifact_or_file(first_run, prefect_server):
+    cfg, runs, run_id, _ = first_run
+    assert os.environ.get("HF_TOKEN") == SECRET  # the run did get its token
+    from prefect.logging.handlers import APILogHandler
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        params = client.read_flow_run(run_id).parameters
+    assert logs and any("HF_TOKEN" in log.message for log in logs)  # the variable is named, never its value
+    assert not [log.message for log in logs if SECRET in log.message]
+    assert SECRET not in json.dumps(params, default=str)
+    for a in artifacts(run_id):
+        assert SECRET not in f"{a.data} {a.description}"
+    files = [p for p in (runs / "pf").rglob("*") if p.is_file()]
+    assert len(files) > 10 and not [p for p in files if SECRET.encode() in p.read_bytes()]
+    assert SECRET.encode() not in (prefect_server["home"] / "server.log").read_bytes()
+
+
+def test_a_round_name_in_use_is_refused_and_left_alone(first_run, tmp_path):
+    """A second run of a round name that a live process holds fails at once with BusyError."""
+    cfg, runs, _, _ = first_run
+    before = (runs / "pf" / "manifest.json").read_bytes()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from semievol_core.store import exclusive\n"
+        f"with exclusive({str(runs / 'pf')!r}):\n    print('held', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        state = semievol_round(cfg, return_state=True)
+        assert state.is_failed() and "BusyError" in state.message and f"pid {holder.pid}" in state.message
+        assert (runs / "pf" / "manifest.json").read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert semievol_round(cfg, return_state=True).is_completed()  # the kernel dropped the dead holder's lock
+
+
+def test_two_rounds_started_together_get_their_own_directories(first_run, tmp_path):
+    cfg, runs, _, metrics = first_run
+    path = tmp_path / "round.yaml"
+    path.write_text(yaml.safe_dump({**cfg.model_dump(mode="json"), "name": None}))
+    before = {p.name for p in runs.iterdir()}
+    procs = [subprocess.Popen([sys.executable, "-m", "flows.cli", "round", "--config", str(path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    new = sorted({p.name for p in runs.iterdir()} - before)
+    assert len(new) == 2
+    for name in new:
+        got = json.loads((runs / name / "eval.json").read_text())
+        assert got == json.loads((runs / "pf" / "eval.json").read_text())
+        manifest = json.loads((runs / name / "manifest.json").read_text())
+        assert len(manifest["phases"]) == len(PHASES)

@@ -84,6 +84,12 @@ CASES = {
     "config: negative k": ({}, {"method": {"k": -2}}, ("round.yaml", "row -", "field method.k")),
     "config: n is not a number": ({}, {"method": {"n": "four"}}, ("round.yaml", "row -", "field method.n")),
     "config: round name escapes runs_dir": ({}, {"name": "../outside"}, ("round.yaml", "row -", "field name")),
+    "config: absolute round name": ({}, {"name": "/tmp/elsewhere"}, ("round.yaml", "row -", "field name")),
+    "config: round name with a separator": ({}, {"name": "a/b"}, ("round.yaml", "row -", "field name")),
+    "config: hidden round name": ({}, {"name": ".hidden"}, ("round.yaml", "row -", "field name")),
+    "config: model with its own code, not trusted": (
+        {"m/config.json": '{"auto_map": {"AutoModelForCausalLM": "evil.Model"}}', "m/model.safetensors": b"x"},
+        {"model": {"base": "MODELDIR"}}, ("config.json", "row -", "field model.trust_remote_code")),
     "config: model path does not exist": ({}, {"model": {"base": "./no-such-model"}},
                                           ("no-such-model", "row -", "field model.base")),
     "config: model directory without weights": ({"m/config.json": "{}"}, {"model": {"base": "MODELDIR"}},

@@ -42,22 +42,17 @@ def draw_configs(method: MethodParams, warm_available: bool) -> list[Configurati
     return drawn + [rng.choice(space) for _ in range(method.n - len(drawn))]
 
 
-def infer(ctx: RoundContext) -> list[Path]:
-    """Generates in checkpoint shards of backend.checkpoint_records unlabeled records, each written atomically
-    under shards/collaborate/ and named by a hash of everything that decides its texts: a killed run resumes
-    with the finished shards and, with the hf backend (seeded per shard and batch) or vLLM with per-request
-    seeds (GPU), gives the same candidates as an uninterrupted run."""
+def build_requests(ctx: RoundContext, warm: bool) -> tuple[list[Configuration], list[GenRequest], list[dict]]:
+    """Every unlabeled record under each of the n configurations: the requests and what each one is."""
     m, task = ctx.cfg.method, ctx.task
-    warm = ctx.warm_adapter()
-    configs = draw_configs(m, warm is not None)
+    configs = draw_configs(m, warm)
     labeled = ctx.splits["labeled"].by_id()
-    unlabeled = ctx.splits["unlabeled"].records
     neighbors = {}
     if ctx.rd.neighbors.exists():
         df = pd.read_parquet(ctx.rd.neighbors)
         neighbors = dict(zip(df["id"], df["neighbor_ids"]))
     requests, rows = [], []
-    for rec in unlabeled:
+    for rec in ctx.splits["unlabeled"].records:
         near = list(neighbors.get(rec.id, []))
         for c, conf in enumerate(configs):
             # Nearest example last, next to the question it should inform.
@@ -65,6 +60,18 @@ def infer(ctx: RoundContext) -> list[Path]:
             requests.append(GenRequest(prompts.inference_messages(rec, task, shots), "warm" if conf.warm else None,
                                        m.temperature, m.max_new_tokens))
             rows.append({"id": rec.id, "config": c, "warm": conf.warm, "shots": len(shots)})
+    return configs, requests, rows
+
+
+def infer(ctx: RoundContext) -> list[Path]:
+    """Generates in checkpoint shards of backend.checkpoint_records unlabeled records, each written atomically
+    under shards/collaborate/ and named by a hash of everything that decides its texts: a killed run resumes
+    with the finished shards and, with the hf backend (seeded per shard and batch) or vLLM with per-request
+    seeds (GPU), gives the same candidates as an uninterrupted run."""
+    m, task = ctx.cfg.method, ctx.task
+    warm = ctx.warm_adapter()
+    configs, requests, rows = build_requests(ctx, warm is not None)
+    unlabeled = ctx.splits["unlabeled"].records
     identity = json.dumps([ctx.model_path, warm and digest(Path(warm).parent, [Path(warm).name]), m.seed,
                            backends.generator_name(ctx.cfg), ctx.cfg.backend.gen_batch_size])
     per_shard = ctx.cfg.backend.checkpoint_records * len(configs)

@@ -9,7 +9,8 @@ import pandas as pd
 from . import backends, prompts
 from .context import RoundContext
 from .models import resolve_embedder
-from .retrieval import build_index, knn, save_index
+from .progress import Bar
+from .retrieval import build_index, knn_stream, save_index
 from .store import write_parquet
 
 
@@ -28,10 +29,13 @@ def retrieve(ctx: RoundContext) -> list[Path]:
     emb = backends.embedder(ctx.cfg, resolve_embedder(ctx.cfg.model))
     index = build_index(emb.encode([r.question for r in labeled], desc="embed labeled"))
     save_index(index, ctx.rd.index)
-    scores, rows = knn(index, emb.encode([r.question for r in unlabeled], desc="embed unlabeled"), m.k)
-    df = pd.DataFrame({
-        "id": [r.id for r in unlabeled],
-        "neighbor_ids": [[labeled[j].id for j in row] for row in rows],  # nearest first
-        "neighbor_scores": [list(map(float, s)) for s in scores],
-    })
+    bar = Bar(len(unlabeled), "embed + search unlabeled", "text", ctx.cfg.progress)
+    ids, scores = [], []
+    for s, rows in knn_stream(index, lambda batch: emb.encode(batch, show=False),
+                              (r.question for r in unlabeled), m.k, ctx.cfg.backend.embed_batch_size * 16):
+        ids += [[labeled[j].id for j in row] for row in rows]  # nearest first
+        scores += [list(map(float, x)) for x in s]
+        bar.update(len(rows))
+    bar.close()
+    df = pd.DataFrame({"id": [r.id for r in unlabeled], "neighbor_ids": ids, "neighbor_scores": scores})
     return [ctx.rd.index, write_parquet(ctx.rd.neighbors, df)]

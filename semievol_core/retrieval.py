@@ -1,6 +1,7 @@
 """In-context propagation's search: a faiss inner-product index over normalised embeddings, and kNN."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import faiss
@@ -26,12 +27,16 @@ def load_index(path: Path) -> faiss.Index:
     return faiss.read_index(str(path))
 
 
-def knn(index: faiss.Index, queries: np.ndarray, k: int, batch: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, row indices) of the k nearest indexed vectors for each query, searched in batches."""
+def knn_stream(index: faiss.Index, encode: Callable[[list[str]], np.ndarray], texts: Iterable[str], k: int,
+               batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Embeds and searches `batch` texts at a time and yields (scores, rows) per batch: memory holds one
+    batch of texts and vectors whatever the pool's size, so the pool can be a generator over a file."""
     k = min(k, index.ntotal)
-    scores = np.empty((len(queries), k), dtype=np.float32)
-    rows = np.empty((len(queries), k), dtype=np.int64)
-    for s in range(0, len(queries), batch):
-        q = np.ascontiguousarray(queries[s:s + batch], dtype=np.float32)
-        scores[s:s + len(q)], rows[s:s + len(q)] = index.search(q, k)
-    return scores, rows
+    buf: list[str] = []
+    for text in texts:
+        buf.append(text)
+        if len(buf) == batch:
+            yield index.search(np.ascontiguousarray(encode(buf), dtype=np.float32), k)
+            buf = []
+    if buf:
+        yield index.search(np.ascontiguousarray(encode(buf), dtype=np.float32), k)

@@ -20,9 +20,9 @@ class SentenceEmbedder:
         return self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
             else self.model.get_sentence_embedding_dimension()
 
-    def encode(self, texts: list[str], desc: str = "embed") -> np.ndarray:
+    def encode(self, texts: list[str], desc: str = "embed", show: bool = True) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        bar = Bar(len(texts), desc, "text", self.progress)
+        bar = Bar(len(texts), desc, "text", self.progress and show)
         for s in range(0, len(texts), self.batch_size):
             chunk = texts[s:s + self.batch_size]
             out[s:s + len(chunk)] = self.model.encode(chunk, batch_size=self.batch_size, normalize_embeddings=True,

@@ -10,7 +10,7 @@ from semievol_core.backends.hf import HFEngine
 from semievol_core.backends.sbert import SentenceEmbedder
 from semievol_core.config import ModelConfig
 from semievol_core.models import resolve_embedder, resolve_model
-from semievol_core.retrieval import build_index, knn
+from semievol_core.retrieval import build_index, knn_stream
 
 pytestmark = pytest.mark.model
 
@@ -39,7 +39,9 @@ def test_embedder_and_faiss_find_the_same_question(samples):
     qs = [r.question for r in load_dataset(samples / "arc" / "labeled.csv").records]
     vecs = emb.encode(qs)
     assert vecs.dtype == np.float32 and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
-    scores, rows = knn(build_index(vecs), vecs[:5], 3)
+    batches = list(knn_stream(build_index(vecs), emb.encode, iter(qs[:5]), 3, batch=2))
+    assert [len(r) for _, r in batches] == [2, 2, 1]  # streamed: one batch of texts at a time
+    scores, rows = np.concatenate([s for s, _ in batches]), np.concatenate([r for _, r in batches])
     assert rows[:, 0].tolist() == list(range(5)) and np.allclose(scores[:, 0], 1, atol=1e-4)
     assert (np.diff(scores, axis=1) <= 1e-6).all()  # nearest first
 

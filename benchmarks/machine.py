@@ -1,0 +1,50 @@
+"""What every benchmark result records about the machine it ran on, and where results go."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from semievol_core.store import write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def describe() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = None
+    try:
+        import torch
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    mem = None
+    try:
+        mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": mem, "gpu": gpu,
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+
+
+def save(name: str, out_dir: Path, result: dict, markdown: str) -> tuple[Path, Path]:
+    """<name>.json and <name>.md under out_dir, each written atomically."""
+    from semievol_core.store import write_text
+    out_dir = Path(out_dir)
+    j = write_json(out_dir / f"{name}.json", result)
+    m = write_text(out_dir / f"{name}.md", markdown)
+    return j, m
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,197 @@
+"""Quality: test accuracy of vanilla (base), SFT (the warm model), SemiEvol and the four ablations, with
+pseudo-label accuracy, agreement rate and tau, on the paper's splits.
+
+    python benchmarks/quality.py --data ../shared/data/semievol                # full splits
+    python benchmarks/quality.py --data ../shared/data/semievol --limit 64     # one seeded subsample
+
+Each method is a full round (library, no Prefect) over the same seeded subsample. The unlabeled files' gold
+answers are read only for the report (pseudo-label accuracy, the NLL histograms), never by the method.
+Writes quality.json, quality.md and PNG plots under --out (default benchmarks/results)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import RESULTS, describe, save  # noqa: E402
+from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
+from semievol_core.answers import is_correct  # noqa: E402
+
+# The paper's Table 1, Llama-3.1-8B: vanilla / SFT / SemiEvol accuracy (%).
+PAPER = {"fpb": (81.7, 96.2, 96.2), "arc": (81.1, 81.8, 83.4), "pubmedqa": (73.5, 75.0, 76.0)}
+ABLATIONS = {"semievol": {}, "no-warmup": {"warmup": False}, "no-retrieval": {"retrieval": False},
+             "no-collaboration": {"collaboration": False}, "no-selection": {"selection": False}}
+
+
+def bootstrap(correct: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean."""
+    if len(correct) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = rng.choice(correct, size=(reps, len(correct)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _accuracy(preds: pd.DataFrame, model: str, task: str) -> dict:
+    p = preds[preds["model"] == model]
+    ok = np.array([is_correct(None if pd.isna(a) else a, g, task) for a, g in zip(p["answer"], p["gold"])],
+                  dtype=float)
+    lo, hi = bootstrap(ok)
+    return {"accuracy": float(ok.mean()) if len(ok) else None, "ci95": [lo, hi], "n": int(len(ok))}
+
+
+def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, runs: Path, seed: int,
+                max_new_tokens: int) -> dict:
+    d = data / name
+    base_cfg = {"runs_dir": str(runs), "progress": True,
+                "data": {"labeled": str(d / "labeled.csv"), "unlabeled": str(d / "unlabeled.csv"),
+                         "test": str(d / "test.csv"), "task": "choice", "sample_seed": seed,
+                         "limit_labeled": limit, "limit_unlabeled": limit and 3 * limit, "limit_test": limit},
+                "lora": {"lr": 1e-3, "batch_size": 4}, "method": {"seed": seed, "max_new_tokens": max_new_tokens}}
+    out = {}
+    for method in methods:
+        raw = {**base_cfg, "name": f"{name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}",
+               "method": {**base_cfg["method"], **ABLATIONS[method]}}
+        cfg = parse_config(raw)
+        t0 = time.perf_counter()
+        result = run_round(cfg)
+        seconds = time.perf_counter() - t0
+        rd, m = result.path, result.metrics
+        preds = pd.read_parquet(rd / "eval_predictions.parquet")
+        entry = {"round_dir": str(rd), "seconds": round(seconds, 1), "counts": m["counts"],
+                 "evolved": _accuracy(preds, "evolved", "choice"),
+                 "pseudo_label_accuracy": m.get("pseudo_label_accuracy"),
+                 "agreement_rate": (m.get("justify") or {}).get("agreement_rate"),
+                 "tau": (m.get("selection") or {}).get("tau")}
+        if method == "semievol":
+            entry["vanilla"] = _accuracy(preds, "base", "choice")
+            entry["sft"] = _accuracy(preds, "warm", "choice")
+            gold = {r.id: r.answer for r in load_dataset(d / "unlabeled.csv", "choice").records}
+            pl = pd.read_parquet(rd / "pseudo_labels.parquet")
+            entry["nll"] = {"correct": [float(x) for x, i, a in zip(pl["nll"], pl["id"], pl["answer"])
+                                        if is_correct(a, gold[i], "choice")],
+                            "wrong": [float(x) for x, i, a in zip(pl["nll"], pl["id"], pl["answer"])
+                                      if not is_correct(a, gold[i], "choice")]}
+        out[method] = entry
+        print(f"{name} {method}: evolved {_pct(entry['evolved']['accuracy'])} in {seconds:.0f} s", flush=True)
+    return out
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _cell(acc: dict | None) -> str:
+    if not acc or acc["accuracy"] is None:
+        return "-"
+    lo, hi = acc["ci95"]
+    return f"{100 * acc['accuracy']:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def table(result: dict) -> str:
+    methods = [m for m in ABLATIONS if any(m in v for v in result["datasets"].values())]
+    cols = ["vanilla", "SFT"] + methods
+    lines = [f"Quality, {result['model']} on CPU, {result['subsample']} (accuracy %, 95% bootstrap interval)",
+             "", "| dataset | " + " | ".join(cols) + " | paper vanilla / SFT / SemiEvol (Llama-3.1-8B) |",
+             "|" + "---|" * (len(cols) + 2)]
+    for name, runs in result["datasets"].items():
+        sv = runs.get("semievol", {})
+        cells = [_cell(sv.get("vanilla")), _cell(sv.get("sft"))] + [_cell(runs.get(m, {}).get("evolved"))
+                                                                       for m in methods]
+        paper = " / ".join(f"{x:.1f}" for x in PAPER.get(name, ())) or "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper} |")
+    lines += ["", "| dataset | method | pseudo-label acc. all | selected | agreement | tau | seconds |",
+              "|---|---|---|---|---|---|---|"]
+    for name, runs in result["datasets"].items():
+        for method, e in runs.items():
+            pla = e.get("pseudo_label_accuracy") or {}
+            lines.append(f"| {name} | {method} | {_pct((pla.get('all') or {}).get('accuracy'))} | "
+                         f"{_pct((pla.get('selected') or {}).get('accuracy'))} | {_pct(e.get('agreement_rate'))} | "
+                         f"{'-' if e.get('tau') is None else round(e['tau'], 4)} | {e['seconds']} |")
+    m = result["machine"]
+    lines += ["", f"Machine: {m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}."]
+    return "\n".join(lines) + "\n"
+
+
+def plots(result: dict, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    paths = []
+    names = list(result["datasets"])
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        runs = result["datasets"][name]
+        bars = [("vanilla", runs.get("semievol", {}).get("vanilla")), ("SFT", runs.get("semievol", {}).get("sft"))]
+        bars += [(m, e["evolved"]) for m, e in runs.items()]
+        bars = [(k, a) for k, a in bars if a and a["accuracy"] is not None]
+        acc = [100 * a["accuracy"] for _, a in bars]
+        err = [[100 * (a["accuracy"] - a["ci95"][0]) for _, a in bars],
+               [100 * (a["ci95"][1] - a["accuracy"]) for _, a in bars]]
+        ax.bar(range(len(bars)), acc, yerr=err, capsize=3)
+        ax.set_xticks(range(len(bars)), [k for k, _ in bars], rotation=45, ha="right")
+        ax.set_title(name)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 100)
+    fig.tight_layout()
+    paths.append(out / "quality_accuracy.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        nll = result["datasets"][name].get("semievol", {}).get("nll") or {"correct": [], "wrong": []}
+        ax.hist([nll["correct"], nll["wrong"]], bins=20, label=["correct", "wrong"], alpha=0.7)
+        ax.set_title(f"{name}: NLL of pseudo-labels")
+        ax.set_xlabel("mean token NLL (warm model)")
+        ax.legend()
+    fig.tight_layout()
+    paths.append(out / "quality_nll.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="folder with <dataset>/{labeled,unlabeled,test}.csv")
+    p.add_argument("--datasets", nargs="+", default=["fpb", "arc", "pubmedqa"])
+    p.add_argument("--methods", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
+    p.add_argument("--limit", type=int, help="labeled and test rows per dataset (unlabeled: 3x); all if unset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--runs", type=Path, default=Path("runs") / "bench-quality", help="round directories")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    if "semievol" not in args.methods:
+        args.methods.insert(0, "semievol")  # vanilla and SFT come from its round
+    for name in args.datasets:
+        for split in ("labeled", "unlabeled", "test"):
+            if not (args.data / name / f"{split}.csv").is_file():
+                p.error(f"{args.data / name / f'{split}.csv'} not found")
+    t0 = time.perf_counter()
+    result = {"benchmark": "quality", "machine": describe(), "model": "SmolLM2-135M-Instruct",
+              "subsample": "full splits" if args.limit is None else
+              f"seeded subsample (seed {args.seed}): {args.limit} labeled, {3 * args.limit} unlabeled, "
+              f"{args.limit} test per dataset, the same for every method",
+              "datasets": {name: run_dataset(args.data, name, args.methods, args.limit, args.runs, args.seed,
+                                             args.max_new_tokens) for name in args.datasets}}
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    md = table(result)
+    save("quality", args.out, result, md)
+    plots(result, args.out)
+    print(md)
+    sv = {n: r["semievol"] for n, r in result["datasets"].items()}
+    print("summary: " + "; ".join(f"{n} vanilla {_pct(s['vanilla']['accuracy'])} -> SFT {_pct(s['sft']['accuracy'])}"
+                                  f" -> SemiEvol {_pct(s['evolved']['accuracy'])}" for n, s in sv.items())
+          + f" ({result['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

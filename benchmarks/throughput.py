@@ -1,0 +1,184 @@
+"""Throughput: each figure a ratio of two timings taken in this one run on this one machine.
+
+    python benchmarks/throughput.py                       # the demo's size: 32 labeled, 64 unlabeled, n=4
+    python benchmarks/throughput.py --backends hf vllm    # both generators on the same phase
+
+1. the collaborative inference phase against the bare engine generating the same requests in one call
+   (target: the phase keeps >= 90% of the bare tokens/s);
+2. one engine for the phase against one engine per configuration pass, as the reference implementation
+   does (target: >= 2x faster at n=4);
+3. scoring (the selection phase) as a fraction of the generation phase's time;
+4. a fully cached re-run of a round against its first run, through Prefect (target: <= 5% of the time);
+5. each backend on the same phase.
+Prefect runs as a private ephemeral server under a temporary PREFECT_HOME. Writes throughput.json and
+throughput.md under --out."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import RESULTS, describe, save  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(data: Path, runs: Path, labeled: int, unlabeled: int, n: int, tokens: int, backend: str, name: str):
+    from semievol_core import parse_config
+    return parse_config({
+        "name": name, "runs_dir": str(runs), "progress": False,
+        "data": {"labeled": str(data / "labeled.csv"), "unlabeled": str(data / "unlabeled.csv"),
+                 "test": str(data / "test.csv"), "task": "choice", "limit_labeled": labeled,
+                 "limit_unlabeled": unlabeled, "limit_test": labeled},
+        "lora": {"lr": 1e-3, "batch_size": 4}, "method": {"n": n, "max_new_tokens": tokens},
+        "backend": {"generator": backend}})
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def phase_figures(cfg, tok) -> dict:
+    """Ratios 1, 2, 3 and this backend's tokens/s, on one prepared round directory."""
+    from semievol_core import backends, collaborate
+    from semievol_core.round import manifest, prepare, run_phase
+    from semievol_core.propagate import retrieve, warm_up
+    from semievol_core.select import score_and_select
+
+    ctx = prepare(cfg)
+    ctx.rd.create(manifest(ctx))
+    run_phase(ctx, "warm_up", warm_up)
+    run_phase(ctx, "retrieve", retrieve)
+    warm = ctx.warm_adapter()
+    configs, requests, _ = collaborate.build_requests(ctx, warm is not None)
+    adapters = {"warm": warm} if warm else None
+
+    def count(texts):
+        return sum(len(tok(t, add_special_tokens=False).input_ids) for t in texts)
+
+    _, t_phase = _timed(lambda: run_phase(ctx, "collaborate", collaborate.infer))
+    import pandas as pd
+    phase_tokens = count(pd.read_parquet(ctx.rd.candidates)["response"])
+
+    def bare():
+        engine = backends.generator(cfg, ctx.model_path, adapters)
+        return engine.generate(requests, seed=cfg.method.seed)
+    texts, t_bare = _timed(bare)
+    bare_tokens = count(texts)
+
+    def per_config():  # the reference design: a fresh engine for every configuration pass
+        out = []
+        for c, conf in enumerate(configs):
+            engine = backends.generator(cfg, ctx.model_path, {"warm": warm} if conf.warm else None)
+            out += engine.generate(requests[c::len(configs)], seed=cfg.method.seed + c)
+            del engine
+        return out
+    texts_pc, t_per_config = _timed(per_config)
+
+    run_phase(ctx, "justify", collaborate.justify)
+    _, t_score = _timed(lambda: run_phase(ctx, "select", score_and_select))
+    phase_tps, bare_tps = phase_tokens / t_phase, bare_tokens / t_bare
+    return {"requests": len(requests), "configurations": len(configs),
+            "seconds": {"phase": round(t_phase, 2), "bare_one_call": round(t_bare, 2),
+                        "engine_per_configuration": round(t_per_config, 2), "score_phase": round(t_score, 2)},
+            "tokens": {"phase": phase_tokens, "bare": bare_tokens, "engine_per_configuration": count(texts_pc)},
+            "tokens_per_s": {"phase": round(phase_tps, 1), "bare": round(bare_tps, 1)},
+            "phase_keeps_of_bare_tokens_per_s": round(phase_tps / bare_tps, 3),
+            "engine_per_phase_speedup": round(t_per_config / t_phase, 2),
+            "scoring_fraction_of_generation": round(t_score / t_phase, 3)}
+
+
+def cached_rerun(cfg) -> dict:
+    from prefect import flow
+
+    from flows.round import semievol_round
+
+    @flow
+    def start_server():  # the ephemeral server's start-up is not the round's time
+        return 1
+    start_server()
+    first = _timed(lambda: semievol_round(cfg))[1]
+    again = _timed(lambda: semievol_round(cfg))[1]
+    return {"first_s": round(first, 2), "cached_s": round(again, 2), "cached_fraction": round(again / first, 3)}
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"Throughput ({m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}): "
+             f"{result['size']}", "", "| figure | value | target | met |", "|---|---|---|---|"]
+    for name, b in result["backends"].items():
+        keep = b["phase_keeps_of_bare_tokens_per_s"]
+        sp = b["engine_per_phase_speedup"]
+        lines += [f"| {name}: phase tokens/s vs bare engine, one call | {100 * keep:.0f}% "
+                  f"({b['tokens_per_s']['phase']} vs {b['tokens_per_s']['bare']} tok/s) | >= 90% | "
+                  f"{'yes' if keep >= 0.9 else 'NO'} |",
+                  f"| {name}: one engine per phase vs one per configuration | {sp:.2f}x | >= 2x | "
+                  f"{'yes' if sp >= 2 else 'NO'} |",
+                  f"| {name}: scoring time / generation time | {100 * b['scoring_fraction_of_generation']:.0f}% | - | - |"]
+    if len(result["backends"]) > 1:
+        tps = {k: v["tokens_per_s"]["phase"] for k, v in result["backends"].items()}
+        lines.append("| phase tokens/s by backend | " + ", ".join(f"{k} {v}" for k, v in tps.items()) + " | - | - |")
+    c = result.get("cached_rerun")
+    if c:
+        lines.append(f"| fully cached re-run vs first run (Prefect) | {100 * c['cached_fraction']:.1f}% "
+                     f"({c['cached_s']} s vs {c['first_s']} s) | <= 5% | {'yes' if c['cached_fraction'] <= 0.05 else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=REPO / "data" / "samples" / "fpb")
+    p.add_argument("--labeled", type=int, default=32)
+    p.add_argument("--unlabeled", type=int, default=64)
+    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--backends", nargs="+", default=["hf"], choices=["hf", "vllm"])
+    p.add_argument("--skip-cached", action="store_true", help="skip the Prefect cached re-run figure")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    home = Path(tempfile.mkdtemp(prefix="semievol-bench-"))
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ.update({"PREFECT_HOME": str(home / "prefect"), "SEMIEVOL_RESULTS": str(home / "results"),
+                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"})
+    from semievol_core.backends.hf import load_tokenizer
+    from semievol_core.config import ModelConfig
+    from semievol_core.models import resolve_model
+    tok = load_tokenizer(resolve_model(ModelConfig()), ModelConfig())
+    result = {"benchmark": "throughput", "machine": describe(),
+              "size": f"{args.labeled} labeled, {args.unlabeled} unlabeled, n={args.n}, "
+                      f"{args.max_new_tokens} new tokens at most", "backends": {}}
+    try:
+        for backend in args.backends:
+            cfg = _config(args.data, home / "runs", args.labeled, args.unlabeled, args.n, args.max_new_tokens,
+                          backend, f"phases-{backend}")
+            result["backends"][backend] = phase_figures(cfg, tok)
+            print(f"{backend}: {result['backends'][backend]}", flush=True)
+        if not args.skip_cached:
+            cfg = _config(args.data, home / "runs", args.labeled, args.unlabeled, args.n, args.max_new_tokens,
+                          args.backends[0], "cached")
+            result["cached_rerun"] = cached_rerun(cfg)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    md = markdown(result)
+    save("throughput", args.out, result, md)
+    print(md)
+    b = result["backends"][args.backends[0]]
+    print(f"summary: phase keeps {100 * b['phase_keeps_of_bare_tokens_per_s']:.0f}% of bare tokens/s, engine per "
+          f"phase {b['engine_per_phase_speedup']:.2f}x vs per configuration, scoring "
+          f"{100 * b['scoring_fraction_of_generation']:.0f}% of generation"
+          + (f", cached re-run {100 * result['cached_rerun']['cached_fraction']:.1f}% of the first"
+             if "cached_rerun" in result else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -81,22 +81,6 @@ def test_a_new_round_name_reuses_the_cache(first_run):
     assert (runs / "pf-copy" / "card.md").read_text().count("cached (round pf)") == len(PHASES)
 
 
-def test_changing_one_unlabeled_row_reruns_only_what_depends_on_it(first_run, small_data, tmp_path):
-    cfg, runs, _, _ = first_run
-    data = tmp_path / "data"
-    shutil.copytree(small_data, data)
-    df = pd.read_csv(data / "unlabeled.csv")
-    df.loc[3, "question"] = df.loc[3, "question"] + " Shares fell sharply afterwards."
-    df.to_csv(data / "unlabeled.csv", index=False)
-    changed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"unlabeled": str(data / "unlabeled.csv")})})
-    state = semievol_round(changed, return_state=True)
-    assert state.is_completed()
-    states = task_states(state.state_details.flow_run_id)
-    assert states["warm-up"] == "Cached"
-    for phase in ("retrieve", "collaborate", "justify", "select", "evolve"):
-        assert states[phase] == "Completed", (phase, states)
-
-
 def test_secret_reaches_the_environment_but_no_log_artifact_or_file(first_run, prefect_server):
     cfg, runs, run_id, _ = first_run
     assert os.environ.get("HF_TOKEN") == SECRET  # the run did get its token
@@ -150,3 +134,20 @@ def test_two_rounds_started_together_get_their_own_directories(first_run, tmp_pa
         assert got == json.loads((runs / "pf" / "eval.json").read_text())
         manifest = json.loads((runs / name / "manifest.json").read_text())
         assert len(manifest["phases"]) == len(PHASES)
+
+
+# Last: it reuses the round name with other data, so the cache entries above no longer match its files.
+def test_changing_one_unlabeled_row_reruns_only_what_depends_on_it(first_run, small_data, tmp_path):
+    cfg, runs, _, _ = first_run
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    df = pd.read_csv(data / "unlabeled.csv")
+    df.loc[3, "question"] = df.loc[3, "question"] + " Shares fell sharply afterwards."
+    df.to_csv(data / "unlabeled.csv", index=False)
+    changed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"unlabeled": str(data / "unlabeled.csv")})})
+    state = semievol_round(changed, return_state=True)
+    assert state.is_completed()
+    states = task_states(state.state_details.flow_run_id)
+    assert states["warm-up"] == "Cached"
+    for phase in ("retrieve", "collaborate", "justify", "select", "evolve"):
+        assert states[phase] == "Completed", (phase, states)

@@ -1,13 +1,12 @@
 """What every benchmark result records about the machine it ran on, and where results go."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
-from semievol_core.store import write_json
+from semievol_core.store import write_json, write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,12 +38,8 @@ def describe() -> dict:
 
 def save(name: str, out_dir: Path, result: dict, markdown: str) -> tuple[Path, Path]:
     """<name>.json and <name>.md under out_dir, each written atomically."""
-    from semievol_core.store import write_text
     out_dir = Path(out_dir)
     j = write_json(out_dir / f"{name}.json", result)
     m = write_text(out_dir / f"{name}.md", markdown)
     return j, m
 
-
-def dumps(obj) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)

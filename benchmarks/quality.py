@@ -74,10 +74,9 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
             entry["sft"] = _accuracy(preds, "warm", "choice")
             gold = {r.id: r.answer for r in load_dataset(d / "unlabeled.csv", "choice").records}
             pl = pd.read_parquet(rd / "pseudo_labels.parquet")
-            entry["nll"] = {"correct": [float(x) for x, i, a in zip(pl["nll"], pl["id"], pl["answer"])
-                                        if is_correct(a, gold[i], "choice")],
-                            "wrong": [float(x) for x, i, a in zip(pl["nll"], pl["id"], pl["answer"])
-                                      if not is_correct(a, gold[i], "choice")]}
+            ok = [is_correct(a, gold[i], "choice") for i, a in zip(pl["id"], pl["answer"])]
+            entry["nll"] = {"correct": [float(x) for x, o in zip(pl["nll"], ok) if o],
+                            "wrong": [float(x) for x, o in zip(pl["nll"], ok) if not o]}
         out[method] = entry
         print(f"{name} {method}: evolved {_pct(entry['evolved']['accuracy'])} in {seconds:.0f} s", flush=True)
     return out

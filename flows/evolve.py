@@ -94,9 +94,9 @@ def _load(cfg: RoundConfig, source: str, answers: bool) -> Dataset:
 @flow(name="semievol-evolve-iterative", log_prints=True)
 def evolve_iterative(params: EvolveParams) -> list[dict]:
     logger = get_run_logger()
-    base = params.name
-    with exclusive(Path(params.round.runs_dir) / base):
-        return _iterate(params, Path(params.round.runs_dir) / base, logger)
+    home = Path(params.round.runs_dir) / params.name
+    with exclusive(home):
+        return _iterate(params, home, logger)
 
 
 def _iterate(params: EvolveParams, home: Path, logger) -> list[dict]:

@@ -43,10 +43,9 @@ def _check_dir(path: Path, cfg: ModelConfig, field: str) -> Path:
         raise InputError(str(config), None, "model.trust_remote_code",
                          "the model ships its own Python code (auto_map); it runs only with "
                          "model.trust_remote_code: true")
-    allow_pickle = cfg.allow_pickle
     if not any(path.glob("*.safetensors")):
         pickled = any(path.glob("*.bin")) or any(path.glob("*.pt"))
-        if pickled and not allow_pickle:
+        if pickled and not cfg.allow_pickle:
             raise InputError(str(path), None, field,
                              "only pickle weights (.bin/.pt); convert to safetensors or set model.allow_pickle")
         if not pickled:

@@ -2,16 +2,14 @@
 records whose configurations disagree (paper section 3.3)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from . import backends, prompts
+from . import backends, prompts, shards
 from .answers import extract, format_answer
 from .backends.base import GenRequest
 from .config import MethodParams
@@ -63,43 +61,58 @@ def build_requests(ctx: RoundContext, warm: bool) -> tuple[list[Configuration], 
     return configs, requests, rows
 
 
-def infer(ctx: RoundContext) -> list[Path]:
-    """Generates in checkpoint shards of backend.checkpoint_records unlabeled records, each written atomically
-    under shards/collaborate/ and named by a hash of everything that decides its texts: a killed run resumes
-    with the finished shards and, with the hf backend (seeded per shard and batch) or vLLM with per-request
-    seeds (GPU), gives the same candidates as an uninterrupted run."""
-    m, task = ctx.cfg.method, ctx.task
+CHUNK_DIR = ("shards", "collaborate")
+COLUMNS = ["id", "config", "warm", "shots", "response"]
+
+
+def chunk_plan(ctx: RoundContext) -> list[shards.Chunk]:
+    """The phase's checkpoint chunks (backend.checkpoint_records unlabeled records each, see shards.py)."""
+    m = ctx.cfg.method
     warm = ctx.warm_adapter()
     configs, requests, rows = build_requests(ctx, warm is not None)
-    unlabeled = ctx.splits["unlabeled"].records
     identity = json.dumps([ctx.model_path, warm and digest(Path(warm).parent, [Path(warm).name]), m.seed,
                            backends.generator_name(ctx.cfg), ctx.cfg.backend.gen_batch_size])
-    per_shard = ctx.cfg.backend.checkpoint_records * len(configs)
-    shard_dir = ctx.rd.root / "shards" / "collaborate"
-    engine, parts, reused = None, [], 0
-    for s, start in enumerate(range(0, len(requests), per_shard)):
-        reqs, meta = requests[start:start + per_shard], rows[start:start + per_shard]
-        key = hashlib.sha256((identity + repr(reqs)).encode()).hexdigest()[:16]
-        path = shard_dir / f"{s:05d}-{key}.parquet"
-        if path.exists():
-            parts.append(pd.read_parquet(path))
-            reused += 1
-            continue
-        if engine is None:
+    ids = [r.id for r in ctx.splits["unlabeled"].records]
+    return shards.plan(ids, ctx.cfg.backend.checkpoint_records, len(configs), requests, rows,
+                       ctx.rd.root.joinpath(*CHUNK_DIR), identity)
+
+
+def _generate(ctx: RoundContext, todo: list[shards.Chunk]) -> int:
+    m = ctx.cfg.method
+    warm = ctx.warm_adapter()
+    engine = None
+
+    def compute(ch: shards.Chunk) -> pd.DataFrame:
+        nonlocal engine
+        if engine is None:  # a run that finds every chunk on disk never loads the model
             engine = backends.generator(ctx.cfg, ctx.model_path, {"warm": warm} if warm else None)
-        texts = engine.generate(reqs, seed=m.seed * 100_003 + s, desc=f"collaborate x{len(configs)} shard {s}")
-        part = pd.DataFrame([{**r, "response": t} for r, t in zip(meta, texts)])
-        write_parquet(path, part)
-        parts.append(part)
-    columns = ["id", "config", "warm", "shots", "response"]
-    cand = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    by_id = {r.id: r for r in unlabeled}
-    cand["answer"] = [extract(t, task, by_id[i].options) for i, t in zip(cand["id"], cand["response"])]
+        texts = engine.generate(ch.payload, seed=m.seed * 100_003 + ch.index,
+                                desc=f"collaborate x{m.n} chunk {ch.index}")
+        return pd.DataFrame([{**r, "response": t} for r, t in zip(ch.meta, texts)], columns=COLUMNS)
+
+    return shards.run_missing(todo, compute)
+
+
+def infer_shard(ctx: RoundContext, shard: int, n_shards: int) -> tuple[list[Path], int]:
+    """One shard's chunks, for a worker of a sharded round: (their files, how many it computed)."""
+    plan = chunk_plan(ctx)
+    mine = [plan[c] for c in shards.of_shard(len(plan), shard, n_shards)]
+    return [ch.path for ch in mine], _generate(ctx, mine)
+
+
+def infer(ctx: RoundContext) -> list[Path]:
+    """Generates chunk by chunk, each chunk written atomically under shards/collaborate/: a killed run resumes
+    with the finished chunks and, with the hf backend (seeded per chunk and batch) or vLLM with per-request
+    seeds (GPU), gives the same candidates as an uninterrupted run. Chunks that shard runs of a sharded round
+    left there are merged, not recomputed."""
+    plan = chunk_plan(ctx)
+    computed = _generate(ctx, plan)
+    cand = shards.merge(plan, COLUMNS)
+    by_id = ctx.splits["unlabeled"].by_id()
+    cand["answer"] = [extract(t, ctx.task, by_id[i].options) for i, t in zip(cand["id"], cand["response"])]
     out = write_parquet(ctx.rd.candidates, cand)
-    ctx.notes.update(shards=len(parts), shards_reused=reused)
-    shutil.rmtree(shard_dir, ignore_errors=True)  # the merged table is the phase's output now
-    if shard_dir.parent.is_dir() and not any(shard_dir.parent.iterdir()):
-        shard_dir.parent.rmdir()
+    ctx.notes.update(shards=len(plan), shards_reused=len(plan) - computed)
+    shards.clean(ctx.rd.root.joinpath(*CHUNK_DIR))  # the merged table is the phase's output now
     return [out]
 
 

@@ -132,6 +132,13 @@ class BackendConfig(_Strict):
     embed_batch_size: int = Field(256, ge=1)
     checkpoint_records: int = Field(256, ge=1, description="collaborative inference is saved every this many "
                                                            "unlabeled records; a killed run resumes from there")
+    shards: int = Field(1, ge=1, le=4096, description="collaborative inference and scoring split over this many "
+                                                      "flow runs on the GPU pool (needs gpu_deployment); chunks "
+                                                      "are dealt to shards by a hash of the record id")
+    shard_attempts: int = Field(3, ge=1, description="tries per shard run before the phase fails")
+    shard_storage: str | None = Field(None, description="fsspec URL (s3://bucket/semievol, file:///mnt/x) through "
+                                                        "which shard runs get their inputs and return their "
+                                                        "chunks; None: the round directory is shared storage")
     vllm: VllmParams = Field(default_factory=VllmParams)
     llamafactory: LlamaFactoryParams = Field(default_factory=LlamaFactoryParams)
 

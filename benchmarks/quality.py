@@ -178,11 +178,14 @@ def main(argv=None) -> int:
               "subsample": "full splits" if args.limit is None else
               f"seeded subsample (seed {args.seed}): {args.limit} labeled, {3 * args.limit} unlabeled, "
               f"{args.limit} test per dataset, the same for every method",
-              "datasets": {name: run_dataset(args.data, name, args.methods, args.limit, args.runs, args.seed,
-                                             args.max_new_tokens) for name in args.datasets}}
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    md = table(result)
-    save("quality", args.out, result, md)
+              "datasets": {}}
+    for name in args.datasets:
+        result["datasets"][name] = run_dataset(args.data, name, args.methods, args.limit, args.runs, args.seed,
+                                               args.max_new_tokens)
+        # Saved after each dataset: a run cut short keeps what it finished.
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        md = table(result)
+        save("quality", args.out, result, md)
     plots(result, args.out)
     print(md)
     sv = {n: r["semievol"] for n, r in result["datasets"].items()}

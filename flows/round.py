@@ -13,9 +13,10 @@ from prefect.deployments import run_deployment
 
 from semievol_core import report
 from semievol_core.config import RoundConfig
+from semievol_core.errors import InputError
 from semievol_core.round import manifest, prepare
 from semievol_core.store import RoundDir, atomic_path, digest, read_json
-from tasks.phases import TASKS, phase_key
+from tasks.phases import SHARDED, TASKS, phase_key
 
 from flows.artifacts import publish
 from flows.secrets import apply_secret_env
@@ -60,11 +61,14 @@ def run_task(phase: str, config: dict, rd: RoundDir, key: str, gpu_deployment: s
              secret_env: dict[str, str] | None = None) -> str:
     """Runs (or reuses) one phase and leaves its checked outputs and manifest entry in `rd`."""
     logger = get_run_logger()
-    if gpu_deployment and phase in GPU_PHASES:
+    sharded = bool(gpu_deployment) and phase in SHARDED and config["backend"]["shards"] > 1
+    if gpu_deployment and phase in GPU_PHASES and not sharded:
         result = _dispatch(phase, config, rd, key, gpu_deployment, secret_env)
         cached = False
     else:
-        state = TASKS[phase](config, str(rd.root), key, return_state=True)
+        # A sharded phase runs here: its task sends the shards to the GPU pool, then merges their chunks.
+        state = TASKS[phase](config, str(rd.root), key, gpu_deployment if sharded else None, secret_env,
+                             return_state=True)
         result, cached = state.result(), state.name == "Cached"
     if not adopt(result, rd):
         logger.warning("phase %s: cached outputs missing or changed; recomputing", phase)
@@ -85,6 +89,9 @@ def semievol_round(config: RoundConfig, gpu_deployment: str | None = None,
 
     gpu_deployment: run the GPU phases as runs of this deployment (e.g. semievol-phase/gpu).
     secret_env: environment variables to set from Prefect Secret blocks, e.g. {"HF_TOKEN": "hf-token"}."""
+    if config.backend.shards > 1 and not gpu_deployment:
+        raise InputError("config", None, "backend.shards",
+                         "shards > 1 needs gpu_deployment, the deployment whose work pool runs the shards")
     logger = get_run_logger()
     apply_secret_env(secret_env)
     ctx = prepare(config)  # validation first: a bad input fails here and writes nothing

@@ -6,15 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import TASK_SOURCE, CachePolicy
+from prefect.cache_policies import NO_CACHE, TASK_SOURCE, CachePolicy
 
 import semievol_core
-from semievol_core import progress
+from semievol_core import collaborate, progress, remote, select, shards
 from semievol_core.config import RoundConfig
 from semievol_core.context import RoundContext
 from semievol_core.data import load_splits
@@ -23,8 +25,15 @@ from semievol_core.round import PHASES
 from semievol_core.store import RoundDir, digest
 
 from tasks.retry import GPU_TASK, halvings, is_oom, note_oom
+from tasks.shards import fan_out, write_record
 
 PHASE_FNS = dict(PHASES)
+# The phases a sharded round spreads over the GPU pool: their chunk plans, one shard's work, where the chunks go.
+SHARDED = {"collaborate": (collaborate.chunk_plan, collaborate.infer_shard, collaborate.CHUNK_DIR),
+           "select": (select.chunk_plan, select.score_shard, select.CHUNK_DIR)}
+# What a shard run reads from the round directory (pushed to backend.shard_storage when that is set).
+SHARD_INPUTS = {"collaborate": ["warm_adapter", "retrieval/neighbors.parquet"],
+                "select": ["warm_adapter", "justified.parquet"]}
 # What each phase reads besides its own config sections: upstream phases and data splits.
 UPSTREAM = {"warm_up": [], "retrieve": [], "collaborate": ["warm_up", "retrieve"],
             "justify": ["warm_up", "collaborate"], "select": ["warm_up", "justify"], "evolve": ["select"],
@@ -103,7 +112,29 @@ class _ProgressArtifact:
             update_progress_artifact(self.id, pct, description=text)
 
 
-def run_phase(phase: str, config: dict, round_dir: str) -> dict:
+def _shards_first(ctx: RoundContext, phase: str, parameters: dict, deployment: str) -> None:
+    """Has the shard runs compute every chunk of the phase that is not on disk yet; the phase itself then only
+    merges them (and computes tau over the whole pool)."""
+    plan_fn, _, chunk_dir = SHARDED[phase]
+    n, plan, url = ctx.cfg.backend.shards, plan_fn(ctx), ctx.cfg.backend.shard_storage
+    directory = ctx.rd.root.joinpath(*chunk_dir)
+    rel_dir = "/".join(chunk_dir)
+    if url:
+        remote.push(ctx.rd.root, SHARD_INPUTS[phase], url)
+        remote.pull(url, ctx.rd.root.name, [rel_dir], ctx.rd.root)  # chunks an earlier attempt finished
+    todo = shards.pending(plan, n)
+    if todo:
+        ctx.notes["shard_runs"] = fan_out(phase, parameters, todo, n, deployment, directory,
+                                          ctx.cfg.backend.shard_attempts,
+                                          pull=(lambda: remote.pull(url, ctx.rd.root.name, [rel_dir], ctx.rd.root))
+                                          if url else None)
+    missing = [str(ch.path.name) for ch in plan if not ch.path.exists()]
+    if missing:
+        raise RuntimeError(f"{phase}: every shard run completed but chunks are missing: {missing[:5]}")
+
+
+def run_phase(phase: str, config: dict, round_dir: str, key: str = "", shard_deployment: str | None = None,
+              secret_env: dict[str, str] | None = None) -> dict:
     cfg = RoundConfig.model_validate(config)
     if halvings(round_dir, phase):
         cfg = _halved(cfg, halvings(round_dir, phase))
@@ -112,6 +143,9 @@ def run_phase(phase: str, config: dict, round_dir: str) -> dict:
     progress.add_listener(listener)
     t0 = time.perf_counter()
     try:
+        if shard_deployment and phase in SHARDED and cfg.backend.shards > 1:
+            _shards_first(ctx, phase, {"config": config, "round_dir": round_dir, "key": key,
+                                       "secret_env": secret_env}, shard_deployment)
         outputs = PHASE_FNS[phase](ctx)
     except Exception as exc:
         if is_oom(exc):
@@ -131,9 +165,39 @@ def _key_from_parameters(context, parameters) -> str:
 CACHE = CachePolicy.from_cache_key_fn(_key_from_parameters) + TASK_SOURCE
 
 
+def run_shard(phase: str, config: dict, round_dir: str, shard: int, n_shards: int) -> dict:
+    """One shard of a sharded phase, on a GPU worker: its chunks, written into the shared round directory."""
+    cfg = RoundConfig.model_validate(config)
+    _, shard_fn, chunk_dir = SHARDED[phase]
+    url, rel_dir = cfg.backend.shard_storage, "/".join(chunk_dir)
+    scratch = None
+    if url:  # this worker may not see the round directory: a scratch copy of what the shard reads
+        scratch = Path(tempfile.mkdtemp(prefix="semievol-shard-"))
+        round_dir = str(scratch / Path(round_dir).name)
+        remote.pull(url, Path(round_dir).name, SHARD_INPUTS[phase] + [rel_dir], Path(round_dir))
+    try:
+        ctx = context(cfg, round_dir)
+        t0 = time.perf_counter()
+        files, computed = shard_fn(ctx, shard, n_shards)
+        record = write_record(ctx.rd.root.joinpath(*chunk_dir), shard, n_shards, files, computed,
+                              time.perf_counter() - t0)
+        if url:
+            remote.push(ctx.rd.root, [str(Path(f).relative_to(ctx.rd.root)) for f in [*files, record]], url)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {"phase": phase, "shard": shard, "chunks": len(files), "computed": computed}
+
+
+# Not cached by Prefect: the chunk files on disk are the checkpoint (a finished chunk is never recomputed).
+shard = task(name="shard", task_run_name="{phase}-shard-{shard}", cache_policy=NO_CACHE, persist_result=False,
+             **GPU_TASK)(run_shard)
+
+
 def _phase_task(phase: str, gpu: bool):
-    def fn(config: dict, round_dir: str, key: str) -> dict:
-        return run_phase(phase, config, round_dir)
+    def fn(config: dict, round_dir: str, key: str, shard_deployment: str | None = None,
+           secret_env: dict[str, str] | None = None) -> dict:
+        return run_phase(phase, config, round_dir, key, shard_deployment, secret_env)
     fn.__name__ = fn.__qualname__ = phase
     options = dict(name=phase.replace("_", "-"), cache_policy=CACHE, persist_result=True,
                    result_storage=result_storage(), task_run_name=f"{phase.replace('_', '-')}")

@@ -102,3 +102,38 @@ def test_round_card_reports_accuracies(fpb_round):
     assert 0 <= pa["selected"]["accuracy"] <= 1
     ev = result.metrics["evaluation"]
     assert {"base", "warm", "evolved"} == set(ev) and all(v["n"] == 16 for v in ev.values())
+
+
+def test_score_shards_through_fsspec_storage_give_the_round_s_nll(fpb_round, tmp_path):
+    """Two score-shard runs on a "worker" that sees only the file:// storage (not the round directory); the
+    parent pulls their chunks and merges them without loading the model: the same NLL as the round's."""
+    import shutil
+
+    from semievol_core import parse_config, remote, select, shards
+    from semievol_core.context import RoundContext
+    from semievol_core.data import load_splits
+    from semievol_core.store import RoundDir
+    from tasks.phases import SHARD_INPUTS, run_shard
+
+    cfg, result = fpb_round
+    url = (tmp_path / "remote").as_uri()
+    raw = cfg.model_dump(mode="json")
+    raw["backend"].update(shards=2, checkpoint_records=8, shard_storage=url)
+    assert remote.push(result.path, SHARD_INPUTS["select"], url) >= 3  # adapter files and the pseudo-labels
+    unseen = tmp_path / "not-mounted" / result.path.name
+    for j in (0, 1):
+        assert run_shard("select", raw, str(unseen), j, 2)["computed"] >= 1
+    assert not unseen.exists()
+    parent = tmp_path / "parent" / result.path.name
+    shutil.copytree(result.path, parent)
+    (parent / "pseudo_labels.parquet").unlink()
+    assert remote.pull(url, parent.name, ["shards/score"], parent) >= 4  # chunk files + 2 shard records
+    model_path = json.loads((result.path / "manifest.json").read_text())["model_path"]
+    ctx = RoundContext(parse_config(raw), load_splits(cfg.data), RoundDir(parent), model_path)
+    assert shards.pending(select.chunk_plan(ctx), 2) == []
+    select.score_and_select(ctx)
+    assert ctx.notes["shards_reused"] == ctx.notes["shards"] >= 2
+    got = pd.read_parquet(parent / "pseudo_labels.parquet").set_index("id")["nll"]
+    want = pd.read_parquet(result.path / "pseudo_labels.parquet").set_index("id")["nll"]
+    # other chunks than the round's (8 records, not 256): other batches, so float noise only
+    assert np.allclose(got.loc[want.index], want, atol=1e-4)

@@ -96,38 +96,3 @@ def test_ui_shows_the_flow_run_with_the_round_card(deployed_run, prefect_server)
                    "Pseudo-label accuracy"):
         assert needle in card, needle
     assert (ARTIFACTS / "flow-run-page.png").stat().st_size > 10_000
-
-
-def test_gpu_phases_dispatched_to_another_pool_give_the_same_round(deployed_run, prefect_server, small_data):
-    """The CPU flow sends each GPU phase to the GPU pool with run_deployment (a process pool stands in for
-    the docker pool: no Docker engine here)."""
-    from prefect import flow  # noqa: F401  (the server's client settings are already in the environment)
-
-    from flows.round import semievol_round
-    from semievol_core import parse_config
-
-    run, runs = deployed_run
-    env = {**os.environ, "SEMIEVOL_REPO": str(REPO), "SEMIEVOL_DATA": str(small_data), "SEMIEVOL_RUNS": str(runs),
-           "SEMIEVOL_GPU_IMAGE": "semievol-gpu:latest",
-           "PATH": f"{Path(PREFECT).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    _run([PREFECT, "work-pool", "create", "semievol-gpu", "--type", "process"], env)
-    _run([PREFECT, "--no-prompt", "deploy", "--name", "gpu", "--prefect-file", "deployments/prefect.yaml"], env)
-    log = open(prefect_server["home"] / "gpu-worker.log", "wb")
-    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "semievol-gpu", "--type", "process"],
-                              env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        cfg = parse_config(small_config(small_data, runs, "dispatched"))
-        state = semievol_round(cfg, gpu_deployment="semievol-phase/gpu", return_state=True)
-        assert state.is_completed(), state.message
-        with get_client(sync_client=True) as client:
-            from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-            children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
-        pools = {c.work_pool_name for c in children}
-        assert len(children) == 6 and pools == {"semievol-gpu"}
-        assert all(c.state.is_completed() for c in children)
-        deployed = json.loads((runs / "deployed" / "eval.json").read_text())
-        assert json.loads((runs / "dispatched" / "eval.json").read_text()) == deployed
-    finally:
-        worker.terminate()
-        worker.wait(30)

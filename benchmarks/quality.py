@@ -4,12 +4,15 @@ pseudo-label accuracy, agreement rate and tau, on the paper's splits.
     python benchmarks/quality.py --data ../shared/data/semievol                # full splits
     python benchmarks/quality.py --data ../shared/data/semievol --limit 64     # one seeded subsample
 
-Each method is a full round (library, no Prefect) over the same seeded subsample. The unlabeled files' gold
+Each method is a full round (library, no Prefect) over the same seeded subsample, in a round directory named by
+dataset, method, seed and limit: a rerun after an interruption reuses every round that finished with the same
+config. The unlabeled files' gold
 answers are read only for the report (pseudo-label accuracy, the NLL histograms), never by the method.
 Writes quality.json, quality.md and PNG plots under --out (default benchmarks/results)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -47,7 +50,7 @@ def _accuracy(preds: pd.DataFrame, model: str, task: str) -> dict:
 
 
 def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, runs: Path, seed: int,
-                max_new_tokens: int) -> dict:
+                max_new_tokens: int, on_method=lambda name, done: None) -> dict:
     d = data / name
     base_cfg = {"runs_dir": str(runs), "progress": True,
                 "data": {"labeled": str(d / "labeled.csv"), "unlabeled": str(d / "unlabeled.csv"),
@@ -56,15 +59,16 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                 "lora": {"lr": 1e-3, "batch_size": 4}, "method": {"seed": seed, "max_new_tokens": max_new_tokens}}
     out = {}
     for method in methods:
-        raw = {**base_cfg, "name": f"{name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}",
+        raw = {**base_cfg, "name": f"{name}-{method}-seed{seed}-limit{limit or 'all'}",
                "method": {**base_cfg["method"], **ABLATIONS[method]}}
         cfg = parse_config(raw)
-        t0 = time.perf_counter()
-        result = run_round(cfg)
-        seconds = time.perf_counter() - t0
-        rd, m = result.path, result.metrics
+        rd = runs / raw["name"]
+        if not _finished_with(rd, cfg):  # else a round of an earlier, interrupted run of this benchmark
+            run_round(cfg)
+        m = json.loads((rd / "metrics.json").read_text())
+        seconds = sum(p["seconds"] for p in json.loads((rd / "manifest.json").read_text())["phases"].values())
         preds = pd.read_parquet(rd / "eval_predictions.parquet")
-        entry = {"round_dir": str(rd), "seconds": round(seconds, 1), "counts": m["counts"],
+        entry = {"round": rd.name, "seconds": round(seconds, 1), "counts": m["counts"],
                  "evolved": _accuracy(preds, "evolved", "choice"),
                  "pseudo_label_accuracy": m.get("pseudo_label_accuracy"),
                  "agreement_rate": (m.get("justify") or {}).get("agreement_rate"),
@@ -79,7 +83,21 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                             "wrong": [float(x) for x, o in zip(pl["nll"], ok) if not o]}
         out[method] = entry
         print(f"{name} {method}: evolved {_pct(entry['evolved']['accuracy'])} in {seconds:.0f} s", flush=True)
+        on_method(name, out)
     return out
+
+
+def _finished_with(rd: Path, cfg) -> bool:
+    """A complete round directory made with this config (settings added since then at their defaults; the
+    name aside: the directory may have been renamed)."""
+    try:
+        manifest = json.loads((rd / "manifest.json").read_text())
+        then = parse_config(manifest["config"]).model_dump(mode="json")
+    except (OSError, ValueError, KeyError):
+        return False
+    now = cfg.model_dump(mode="json")
+    then["name"] = now["name"]
+    return (rd / "metrics.json").is_file() and "report" in manifest["phases"] and then == now
 
 
 def _pct(x) -> str:
@@ -177,15 +195,19 @@ def main(argv=None) -> int:
     result = {"benchmark": "quality", "machine": describe(), "model": "SmolLM2-135M-Instruct",
               "subsample": "full splits" if args.limit is None else
               f"seeded subsample (seed {args.seed}): {args.limit} labeled, {3 * args.limit} unlabeled, "
-              f"{args.limit} test per dataset, the same for every method",
+              f"{args.limit} test per dataset, the same for every method; {args.max_new_tokens} new tokens",
               "datasets": {}}
-    for name in args.datasets:
-        result["datasets"][name] = run_dataset(args.data, name, args.methods, args.limit, args.runs, args.seed,
-                                               args.max_new_tokens)
-        # Saved after each dataset: a run cut short keeps what it finished.
+
+    def save_partial(name: str, done: dict) -> None:
+        # After every method: a run cut short keeps what it finished (and a rerun reuses its rounds).
+        result["datasets"][name] = dict(done)
         result["seconds"] = round(time.perf_counter() - t0, 1)
-        md = table(result)
-        save("quality", args.out, result, md)
+        save("quality", args.out, result, table(result))
+
+    for name in args.datasets:
+        run_dataset(args.data, name, args.methods, args.limit, args.runs, args.seed, args.max_new_tokens,
+                    save_partial)
+    md = table(result)
     plots(result, args.out)
     print(md)
     sv = {n: r["semievol"] for n, r in result["datasets"].items()}

@@ -40,6 +40,13 @@ def test_quality_tiny(tmp_path, samples):
     assert "81.7 / 96.2 / 96.2" in (tmp_path / "quality.md").read_text()
     for png in ("quality_accuracy.png", "quality_nll.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    # A rerun (as after an interruption) reuses the finished round instead of training again.
+    stamp = (tmp_path / "runs" / "fpb-semievol-seed0-limit4" / "manifest.json").stat().st_mtime_ns
+    _run("benchmarks/quality.py", "--data", str(samples), "--datasets", "fpb", "--methods", "semievol",
+         "--limit", "4", "--max-new-tokens", "16", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path))
+    again = json.loads((tmp_path / "quality.json").read_text())
+    assert again["datasets"] == got["datasets"]
+    assert (tmp_path / "runs" / "fpb-semievol-seed0-limit4" / "manifest.json").stat().st_mtime_ns == stamp
 
 
 def test_throughput_tiny(tmp_path):

@@ -6,8 +6,11 @@ pseudo-label accuracy, agreement rate and tau, on the paper's splits.
 
 Each method is a full round (library, no Prefect) over the same seeded subsample, in a round directory named by
 dataset, method, seed and limit: a rerun after an interruption reuses every round that finished with the same
-config. The unlabeled files' gold
-answers are read only for the report (pseudo-label accuracy, the NLL histograms), never by the method.
+config. quality.json under --out keeps its results across invocations with the same model, subsample and
+machine: a method it already holds for a dataset is not run again (point --out elsewhere to remeasure), so the
+datasets and ablations can be run one invocation at a time; --report-only runs nothing and redraws the tables
+and plots from what is there. The unlabeled files' gold answers are read only for the report (pseudo-label
+accuracy, the NLL histograms), never by the method.
 Writes quality.json, quality.md and PNG plots under --out (default benchmarks/results)."""
 from __future__ import annotations
 
@@ -50,7 +53,11 @@ def _accuracy(preds: pd.DataFrame, model: str, task: str) -> dict:
 
 
 def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, runs: Path, seed: int,
-                max_new_tokens: int, on_method=lambda name, done: None) -> dict:
+                max_new_tokens: int, on_method=lambda name, done: None, report_only: bool = False,
+                earlier: dict | None = None) -> dict:
+    """Results per method for one dataset; methods in `earlier` (this dataset's entries of an earlier
+    quality.json with the same subsample) are kept as they are."""
+    earlier = earlier or {}
     d = data / name
     base_cfg = {"runs_dir": str(runs), "progress": True,
                 "data": {"labeled": str(d / "labeled.csv"), "unlabeled": str(d / "unlabeled.csv"),
@@ -59,16 +66,25 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                 "lora": {"lr": 1e-3, "batch_size": 4}, "method": {"seed": seed, "max_new_tokens": max_new_tokens}}
     out = {}
     for method in methods:
+        if method in earlier:
+            print(f"{name} {method}: kept from the earlier results ({earlier[method].get('date', 'undated')})",
+                  flush=True)
+            continue
         raw = {**base_cfg, "name": f"{name}-{method}-seed{seed}-limit{limit or 'all'}",
                "method": {**base_cfg["method"], **ABLATIONS[method]}}
         cfg = parse_config(raw)
         rd = runs / raw["name"]
         if not _finished_with(rd, cfg):  # else a round of an earlier, interrupted run of this benchmark
+            if report_only:
+                print(f"{name} {method}: no result and no finished round in {runs}, left out", flush=True)
+                continue
             run_round(cfg)
         m = json.loads((rd / "metrics.json").read_text())
         seconds = sum(p["seconds"] for p in json.loads((rd / "manifest.json").read_text())["phases"].values())
         preds = pd.read_parquet(rd / "eval_predictions.parquet")
-        entry = {"round": rd.name, "seconds": round(seconds, 1), "counts": m["counts"],
+        finished = time.localtime((rd / "metrics.json").stat().st_mtime)
+        entry = {"round": rd.name, "date": time.strftime("%Y-%m-%d", finished), "seconds": round(seconds, 1),
+                 "counts": m["counts"],
                  "evolved": _accuracy(preds, "evolved", "choice"),
                  "pseudo_label_accuracy": m.get("pseudo_label_accuracy"),
                  "agreement_rate": (m.get("justify") or {}).get("agreement_rate"),
@@ -85,6 +101,23 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
         print(f"{name} {method}: evolved {_pct(entry['evolved']['accuracy'])} in {seconds:.0f} s", flush=True)
         on_method(name, out)
     return out
+
+
+def _earlier(path: Path, result: dict) -> dict:
+    """The datasets of an earlier quality.json measured the same way (model, subsample, machine), else {}."""
+    try:
+        prev = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: unreadable earlier results ({e}); move it away to start afresh")
+    kind = ("cores", "cpu", "gpu")
+    if (prev.get("model"), prev.get("subsample")) != (result["model"], result["subsample"]) or \
+            [prev.get("machine", {}).get(k) for k in kind] != [result["machine"][k] for k in kind]:
+        print(f"{path}: earlier results were measured another way (model, subsample or machine); replaced",
+              flush=True)
+        return {}
+    return prev.get("datasets", {})
 
 
 def _finished_with(rd: Path, cfg) -> bool:
@@ -111,28 +144,38 @@ def _cell(acc: dict | None) -> str:
     return f"{100 * acc['accuracy']:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]"
 
 
+def _ordered(result: dict) -> dict:
+    """Datasets in the paper's order, each with its methods in ABLATIONS order (the JSON's keys are sorted)."""
+    rank = {n: i for i, n in enumerate(PAPER)}
+    return {n: {m: r[m] for m in ABLATIONS if m in r}
+            for n, r in sorted(result["datasets"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))}
+
+
 def table(result: dict) -> str:
-    methods = [m for m in ABLATIONS if any(m in v for v in result["datasets"].values())]
+    datasets = _ordered(result)
+    methods = [m for m in ABLATIONS if any(m in v for v in datasets.values())]
     cols = ["vanilla", "SFT"] + methods
     lines = [f"Quality, {result['model']} on CPU, {result['subsample']} (accuracy %, 95% bootstrap interval)",
              "", "| dataset | " + " | ".join(cols) + " | paper vanilla / SFT / SemiEvol (Llama-3.1-8B) |",
              "|" + "---|" * (len(cols) + 2)]
-    for name, runs in result["datasets"].items():
+    for name, runs in datasets.items():
         sv = runs.get("semievol", {})
         cells = [_cell(sv.get("vanilla")), _cell(sv.get("sft"))] + [_cell(runs.get(m, {}).get("evolved"))
                                                                        for m in methods]
         paper = " / ".join(f"{x:.1f}" for x in PAPER.get(name, ())) or "-"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper} |")
-    lines += ["", "| dataset | method | pseudo-label acc. all | selected | agreement | tau | seconds |",
-              "|---|---|---|---|---|---|---|"]
-    for name, runs in result["datasets"].items():
+    lines += ["", "| dataset | method | pseudo-label acc. all | selected | agreement | tau | seconds | date |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, runs in datasets.items():
         for method, e in runs.items():
             pla = e.get("pseudo_label_accuracy") or {}
             lines.append(f"| {name} | {method} | {_pct((pla.get('all') or {}).get('accuracy'))} | "
                          f"{_pct((pla.get('selected') or {}).get('accuracy'))} | {_pct(e.get('agreement_rate'))} | "
-                         f"{'-' if e.get('tau') is None else round(e['tau'], 4)} | {e['seconds']} |")
+                         f"{'-' if e.get('tau') is None else round(e['tau'], 4)} | {e['seconds']} | "
+                         f"{e.get('date', '-')} |")
     m = result["machine"]
-    lines += ["", f"Machine: {m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}."]
+    lines += ["", f"Machine: {m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; each round's date above, "
+              f"tables drawn {m['date']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -141,10 +184,11 @@ def plots(result: dict, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     paths = []
-    names = list(result["datasets"])
+    datasets = _ordered(result)
+    names = list(datasets)
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
-        runs = result["datasets"][name]
+        runs = datasets[name]
         bars = [("vanilla", runs.get("semievol", {}).get("vanilla")), ("SFT", runs.get("semievol", {}).get("sft"))]
         bars += [(m, e["evolved"]) for m, e in runs.items()]
         bars = [(k, a) for k, a in bars if a and a["accuracy"] is not None]
@@ -162,7 +206,7 @@ def plots(result: dict, out: Path) -> list[Path]:
     plt.close(fig)
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
-        nll = result["datasets"][name].get("semievol", {}).get("nll") or {"correct": [], "wrong": []}
+        nll = datasets[name].get("semievol", {}).get("nll") or {"correct": [], "wrong": []}
         ax.hist([nll["correct"], nll["wrong"]], bins=20, label=["correct", "wrong"], alpha=0.7)
         ax.set_title(f"{name}: NLL of pseudo-labels")
         ax.set_xlabel("mean token NLL (warm model)")
@@ -184,6 +228,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--runs", type=Path, default=Path("runs") / "bench-quality", help="round directories")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: tabulate the earlier results and the rounds finished under --runs")
     args = p.parse_args(argv)
     if "semievol" not in args.methods:
         args.methods.insert(0, "semievol")  # vanilla and SFT come from its round
@@ -198,19 +244,26 @@ def main(argv=None) -> int:
               f"{args.limit} test per dataset, the same for every method; {args.max_new_tokens} new tokens",
               "datasets": {}}
 
+    earlier = _earlier(args.out / "quality.json", result)
+    result["datasets"] = {n: dict(r) for n, r in earlier.items()}
+
     def save_partial(name: str, done: dict) -> None:
         # After every method: a run cut short keeps what it finished (and a rerun reuses its rounds).
-        result["datasets"][name] = dict(done)
+        result["datasets"].setdefault(name, {}).update(done)
         result["seconds"] = round(time.perf_counter() - t0, 1)
         save("quality", args.out, result, table(result))
 
     for name in args.datasets:
         run_dataset(args.data, name, args.methods, args.limit, args.runs, args.seed, args.max_new_tokens,
-                    save_partial)
+                    save_partial, args.report_only, earlier.get(name))
+    if not result["datasets"]:
+        p.error(f"no results in {args.out} and no finished round under {args.runs} for these datasets and methods")
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    save("quality", args.out, result, table(result))
     md = table(result)
     plots(result, args.out)
     print(md)
-    sv = {n: r["semievol"] for n, r in result["datasets"].items()}
+    sv = {n: r["semievol"] for n, r in result["datasets"].items() if "semievol" in r}
     print("summary: " + "; ".join(f"{n} vanilla {_pct(s['vanilla']['accuracy'])} -> SFT {_pct(s['sft']['accuracy'])}"
                                   f" -> SemiEvol {_pct(s['evolved']['accuracy'])}" for n, s in sv.items())
           + f" ({result['seconds']:.0f} s)")

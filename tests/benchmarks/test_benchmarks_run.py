@@ -1,6 +1,7 @@
 """Every benchmark once at a tiny size, so none of them rots. Their figures are not checked against targets
 here (that is what running them on demand is for), only that they run and write complete results."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,13 +41,23 @@ def test_quality_tiny(tmp_path, samples):
     assert "81.7 / 96.2 / 96.2" in (tmp_path / "quality.md").read_text()
     for png in ("quality_accuracy.png", "quality_nll.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
-    # A rerun (as after an interruption) reuses the finished round instead of training again.
+    # A rerun (as after an interruption, results to a fresh --out) reuses the finished round instead of training.
     stamp = (tmp_path / "runs" / "fpb-semievol-seed0-limit4" / "manifest.json").stat().st_mtime_ns
     _run("benchmarks/quality.py", "--data", str(samples), "--datasets", "fpb", "--methods", "semievol",
-         "--limit", "4", "--max-new-tokens", "16", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path))
-    again = json.loads((tmp_path / "quality.json").read_text())
+         "--limit", "4", "--max-new-tokens", "16", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "again"))
+    again = json.loads((tmp_path / "again" / "quality.json").read_text())
     assert again["datasets"] == got["datasets"]
     assert (tmp_path / "runs" / "fpb-semievol-seed0-limit4" / "manifest.json").stat().st_mtime_ns == stamp
+    # quality.json keeps its results: with the round directories gone, --report-only still tabulates them, and
+    # starts no round for a method that has none.
+    shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "quality_accuracy.png").unlink()
+    out = _run("benchmarks/quality.py", "--data", str(samples), "--datasets", "fpb", "--methods", "semievol",
+               "no-warmup", "--limit", "4", "--max-new-tokens", "16", "--runs", str(tmp_path / "runs"), "--out",
+               str(tmp_path), "--report-only")
+    assert json.loads((tmp_path / "quality.json").read_text())["datasets"] == got["datasets"]
+    assert "fpb no-warmup: no result" in out.stdout and not (tmp_path / "runs").exists()
+    assert (tmp_path / "quality_accuracy.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_throughput_tiny(tmp_path):

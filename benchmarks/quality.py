@@ -103,6 +103,20 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
     return out
 
 
+def majority_baseline(data: Path, name: str, limit: int | None, seed: int) -> dict:
+    """Test accuracy of always answering the labeled split's most common label: the floor a model that only
+    learned the label prior reaches (a LoRA that collapsed onto one answer scores exactly this)."""
+    from collections import Counter
+
+    from semievol_core.data import subsample
+    lab = subsample(load_dataset(data / name / "labeled.csv", "choice"), limit, seed)
+    test = subsample(load_dataset(data / name / "test.csv", "choice"), limit, seed)
+    label = Counter(r.answer for r in lab.records).most_common(1)[0][0]
+    ok = np.array([r.answer == label for r in test.records], dtype=float)
+    lo, hi = bootstrap(ok)
+    return {"label": label, "accuracy": float(ok.mean()), "ci95": [lo, hi], "n": int(len(ok))}
+
+
 def _earlier(path: Path, result: dict) -> dict:
     """The datasets of an earlier quality.json measured the same way (model, subsample, machine), else {}."""
     try:
@@ -154,13 +168,14 @@ def _ordered(result: dict) -> dict:
 def table(result: dict) -> str:
     datasets = _ordered(result)
     methods = [m for m in ABLATIONS if any(m in v for v in datasets.values())]
-    cols = ["vanilla", "SFT"] + methods
-    lines = [f"Quality, {result['model']} on CPU, {result['subsample']} (accuracy %, 95% bootstrap interval)",
-             "", "| dataset | " + " | ".join(cols) + " | paper vanilla / SFT / SemiEvol (Llama-3.1-8B) |",
+    cols = ["majority label", "vanilla", "SFT"] + methods
+    lines = [f"Quality, {result['model']} on CPU, {result['subsample']} (accuracy %, 95% bootstrap interval; "
+             "majority label: always answering the labeled split's most common label)", "", "| dataset | " + " | ".join(cols) + " | paper vanilla / SFT / SemiEvol (Llama-3.1-8B) |",
              "|" + "---|" * (len(cols) + 2)]
     for name, runs in datasets.items():
         sv = runs.get("semievol", {})
-        cells = [_cell(sv.get("vanilla")), _cell(sv.get("sft"))] + [_cell(runs.get(m, {}).get("evolved"))
+        maj = result.get("majority", {}).get(name)
+        cells = [f"{_cell(maj)} ({maj['label']})" if maj else "-", _cell(sv.get("vanilla")), _cell(sv.get("sft"))] + [_cell(runs.get(m, {}).get("evolved"))
                                                                        for m in methods]
         paper = " / ".join(f"{x:.1f}" for x in PAPER.get(name, ())) or "-"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper} |")
@@ -189,7 +204,8 @@ def plots(result: dict, out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
         runs = datasets[name]
-        bars = [("vanilla", runs.get("semievol", {}).get("vanilla")), ("SFT", runs.get("semievol", {}).get("sft"))]
+        bars = [("majority", result.get("majority", {}).get(name)),
+                ("vanilla", runs.get("semievol", {}).get("vanilla")), ("SFT", runs.get("semievol", {}).get("sft"))]
         bars += [(m, e["evolved"]) for m, e in runs.items()]
         bars = [(k, a) for k, a in bars if a and a["accuracy"] is not None]
         acc = [100 * a["accuracy"] for _, a in bars]
@@ -258,6 +274,8 @@ def main(argv=None) -> int:
                     save_partial, args.report_only, earlier.get(name))
     if not result["datasets"]:
         p.error(f"no results in {args.out} and no finished round under {args.runs} for these datasets and methods")
+    result["majority"] = {n: majority_baseline(args.data, n, args.limit, args.seed) for n in result["datasets"]
+                          if (args.data / n / "labeled.csv").is_file()}
     result["seconds"] = round(time.perf_counter() - t0, 1)
     save("quality", args.out, result, table(result))
     md = table(result)

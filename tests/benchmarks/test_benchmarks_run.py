@@ -39,6 +39,8 @@ def test_quality_tiny(tmp_path, samples):
         assert acc["n"] == 4 and acc["ci95"][0] <= acc["accuracy"] <= acc["ci95"][1]
     assert len(fpb["nll"]["correct"]) + len(fpb["nll"]["wrong"]) == fpb["pseudo_label_accuracy"]["all"]["n"]
     assert "81.7 / 96.2 / 96.2" in (tmp_path / "quality.md").read_text()
+    maj = got["majority"]["fpb"]
+    assert maj["label"] in "ABC" and maj["n"] == 4 and maj["accuracy"] in (0, 0.25, 0.5, 0.75, 1)
     for png in ("quality_accuracy.png", "quality_nll.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     # A rerun (as after an interruption, results to a fresh --out) reuses the finished round instead of training.

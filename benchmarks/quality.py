@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import RESULTS, describe, save  # noqa: E402
 from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
+from semievol_core.data import subsample  # noqa: E402
 
 # The paper's Table 1, Llama-3.1-8B: vanilla / SFT / SemiEvol accuracy (%).
 PAPER = {"fpb": (81.7, 96.2, 96.2), "arc": (81.1, 81.8, 83.4), "pubmedqa": (73.5, 75.0, 76.0)}
@@ -106,9 +108,6 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
 def majority_baseline(data: Path, name: str, limit: int | None, seed: int) -> dict:
     """Test accuracy of always answering the labeled split's most common label: the floor a model that only
     learned the label prior reaches (a LoRA that collapsed onto one answer scores exactly this)."""
-    from collections import Counter
-
-    from semievol_core.data import subsample
     lab = subsample(load_dataset(data / name / "labeled.csv", "choice"), limit, seed)
     test = subsample(load_dataset(data / name / "test.csv", "choice"), limit, seed)
     label = Counter(r.answer for r in lab.records).most_common(1)[0][0]
@@ -170,13 +169,14 @@ def table(result: dict) -> str:
     methods = [m for m in ABLATIONS if any(m in v for v in datasets.values())]
     cols = ["majority label", "vanilla", "SFT"] + methods
     lines = [f"Quality, {result['model']} on CPU, {result['subsample']} (accuracy %, 95% bootstrap interval; "
-             "majority label: always answering the labeled split's most common label)", "", "| dataset | " + " | ".join(cols) + " | paper vanilla / SFT / SemiEvol (Llama-3.1-8B) |",
+             "majority label: always answering the labeled split's most common label)", "",
+             "| dataset | " + " | ".join(cols) + " | paper vanilla / SFT / SemiEvol (Llama-3.1-8B) |",
              "|" + "---|" * (len(cols) + 2)]
     for name, runs in datasets.items():
         sv = runs.get("semievol", {})
         maj = result.get("majority", {}).get(name)
-        cells = [f"{_cell(maj)} ({maj['label']})" if maj else "-", _cell(sv.get("vanilla")), _cell(sv.get("sft"))] + [_cell(runs.get(m, {}).get("evolved"))
-                                                                       for m in methods]
+        cells = [f"{_cell(maj)} ({maj['label']})" if maj else "-", _cell(sv.get("vanilla")), _cell(sv.get("sft"))]
+        cells += [_cell(runs.get(m, {}).get("evolved")) for m in methods]
         paper = " / ".join(f"{x:.1f}" for x in PAPER.get(name, ())) or "-"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper} |")
     lines += ["", "| dataset | method | pseudo-label acc. all | selected | agreement | tau | seconds | date |",
@@ -277,8 +277,8 @@ def main(argv=None) -> int:
     result["majority"] = {n: majority_baseline(args.data, n, args.limit, args.seed) for n in result["datasets"]
                           if (args.data / n / "labeled.csv").is_file()}
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    save("quality", args.out, result, table(result))
     md = table(result)
+    save("quality", args.out, result, md)
     plots(result, args.out)
     print(md)
     sv = {n: r["semievol"] for n, r in result["datasets"].items() if "semievol" in r}

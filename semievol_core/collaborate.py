@@ -80,6 +80,7 @@ def chunk_plan(ctx: RoundContext) -> list[shards.Chunk]:
 def _generate(ctx: RoundContext, todo: list[shards.Chunk]) -> int:
     m = ctx.cfg.method
     warm = ctx.warm_adapter()
+    n = len(draw_configs(m, warm is not None))  # 1 under the no-collaboration ablation, not m.n
     engine = None
 
     def compute(ch: shards.Chunk) -> pd.DataFrame:
@@ -87,7 +88,7 @@ def _generate(ctx: RoundContext, todo: list[shards.Chunk]) -> int:
         if engine is None:  # a run that finds every chunk on disk never loads the model
             engine = backends.generator(ctx.cfg, ctx.model_path, {"warm": warm} if warm else None)
         texts = engine.generate(ch.payload, seed=m.seed * 100_003 + ch.index,
-                                desc=f"collaborate x{m.n} chunk {ch.index}")
+                                desc=f"collaborate x{n} chunk {ch.index}")
         return pd.DataFrame([{**r, "response": t} for r, t in zip(ch.meta, texts)], columns=COLUMNS)
 
     return shards.run_missing(todo, compute)

@@ -1,3 +1,6 @@
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 from prefect.client.orchestration import get_client
@@ -28,3 +31,18 @@ def small_config(data: Path, runs: Path, name: str) -> dict:
             "data": {"labeled": str(data / "labeled.csv"), "unlabeled": str(data / "unlabeled.csv"),
                      "test": str(data / "test.csv")},
             "lora": {"lr": 1e-3, "batch_size": 4}, "method": {"max_new_tokens": 24}}
+
+
+def stop_worker(proc: subprocess.Popen, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL after 30 s: a `prefect worker start` process sometimes never finishes its own
+    graceful shutdown (seen with prefect 3.7.7: "Sending SIGINT to the process worker", then no exit), and a
+    test is about the runs the worker took, not how quickly Prefect's worker exits."""
+    if proc.poll() is not None:
+        return
+    send = (lambda sig: os.killpg(proc.pid, sig)) if group else proc.send_signal
+    send(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        proc.wait(30)

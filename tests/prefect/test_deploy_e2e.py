@@ -13,7 +13,7 @@ import browser
 import pytest
 from browser import screenshot
 from conftest import ARTIFACTS, PREFECT
-from helpers import artifacts, small_config
+from helpers import artifacts, small_config, stop_worker
 from prefect.client.orchestration import get_client
 
 pytestmark = pytest.mark.prefect
@@ -53,8 +53,7 @@ def deployed_run(prefect_server, small_data, tmp_path_factory):
                                           (prefect_server["home"] / "worker.log").read_text()[-3000:])
         yield run, runs
     finally:
-        worker.terminate()
-        worker.wait(30)
+        stop_worker(worker)
 
 
 def test_deployment_run_completes_with_artifacts(deployed_run):

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import PREFECT
-from helpers import small_config
+from helpers import small_config, stop_worker
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
                                             FlowRunFilterName, FlowRunFilterStartTime)
@@ -131,9 +131,7 @@ def test_sharded_round_over_two_workers_equals_the_unsharded_round(prefect_serve
         assert parent.returncode == 0, parent_log.read_text()[-4000:]
     finally:
         for w in workers:
-            if w.poll() is None:
-                os.killpg(w.pid, signal.SIGTERM)
-                w.wait(30)
+            stop_worker(w, group=True)
     assert killed, "the first worker never ran a second shard; nothing was killed"
 
     manifest = json.loads((round_dir / "manifest.json").read_text())

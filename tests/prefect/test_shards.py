@@ -61,13 +61,15 @@ def _descendants(pid: int) -> list[int]:
     return kids + [d for k in kids for d in _descendants(k)]
 
 
-def _running_shard(worker: subprocess.Popen, client) -> str | None:
-    """The name of a shard run this worker is executing right now (Running, so it has sent a heartbeat)."""
+def _running_shard(worker: subprocess.Popen, client, done: set[str]) -> str | None:
+    """The name of a shard run this worker is executing right now (Running, so it has sent a heartbeat), other
+    than those in `done`: a shard writes its record while its run is still Running, and killing that one would
+    leave the worker no finished shard."""
     for pid in _descendants(worker.pid):
         run_id = _flow_run_of(pid)
         if run_id:
             run = client.read_flow_run(run_id)
-            if "-shard-" in run.name and run.state and run.state.is_running():
+            if "-shard-" in run.name and run.name not in done and run.state and run.state.is_running():
                 return run.name
     return None
 
@@ -123,8 +125,9 @@ def test_sharded_round_over_two_workers_equals_the_unsharded_round(prefect_serve
             while parent.poll() is None:
                 assert time.monotonic() < deadline, "sharded round did not finish"
                 # Kill the first worker mid-shard, once it has finished a shard of its own.
-                if killed is None and any(r["worker_pid"] == victim.pid for r in _shard_records(round_dir)):
-                    killed = _running_shard(victim, client)
+                done = {r["flow_run_name"] for r in _shard_records(round_dir) if r["worker_pid"] == victim.pid}
+                if killed is None and done:
+                    killed = _running_shard(victim, client, done)
                     if killed:
                         os.killpg(victim.pid, signal.SIGKILL)
                 time.sleep(0.5)

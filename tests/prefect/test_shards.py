@@ -125,9 +125,9 @@ def test_sharded_round_over_two_workers_equals_the_unsharded_round(prefect_serve
             while parent.poll() is None:
                 assert time.monotonic() < deadline, "sharded round did not finish"
                 # Kill the first worker mid-shard, once it has finished a shard of its own.
-                done = {r["flow_run_name"] for r in _shard_records(round_dir) if r["worker_pid"] == victim.pid}
-                if killed is None and done:
-                    killed = _running_shard(victim, client, done)
+                if killed is None:
+                    done = {r["flow_run_name"] for r in _shard_records(round_dir) if r["worker_pid"] == victim.pid}
+                    killed = _running_shard(victim, client, done) if done else None
                     if killed:
                         os.killpg(victim.pid, signal.SIGKILL)
                 time.sleep(0.5)

@@ -106,7 +106,10 @@ class VllmParams(_Strict):
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans (a model too big for one)")
     max_lora_rank: int = Field(64, ge=1, description="must be >= lora.rank")
-    max_num_batched_tokens: int | None = Field(None, ge=64)
+    max_num_batched_tokens: int | None = Field(None, ge=64, description="tokens per engine step; None: vLLM's "
+                                               "default. Halved on each out-of-memory retry")
+    max_num_seqs: int | None = Field(None, ge=1, description="sequences per engine step; None: vLLM's default. "
+                                                             "Halved on each out-of-memory retry")
     cpu_kv_cache_gib: float = Field(2, gt=0, description="KV cache on CPU; vLLM's own default takes most of RAM")
     score_chunk: int = Field(256, ge=1, description="scoring requests per engine call")
     enforce_eager: bool | None = Field(None, description="None: eager on CPU (torch.compile of the model takes "
@@ -135,7 +138,11 @@ class BackendConfig(_Strict):
     shards: int = Field(1, ge=1, le=4096, description="collaborative inference and scoring split over this many "
                                                       "flow runs on the GPU pool (needs gpu_deployment); chunks "
                                                       "are dealt to shards by a hash of the record id")
-    shard_attempts: int = Field(3, ge=1, description="tries per shard run before the phase fails")
+    dispatch_attempts: int = Field(3, ge=1, description="tries per run sent to the GPU pool (a whole phase or a "
+                                                        "shard) before the phase fails; a run that crashes, fails "
+                                                        "or times out is sent again")
+    gpu_timeout_s: int = Field(24 * 3600, ge=1, description="a GPU phase or a run sent to the GPU pool that takes "
+                                                            "longer is stopped and counts as a failed try")
     shard_storage: str | None = Field(None, description="fsspec URL (s3://bucket/semievol, file:///mnt/x) through "
                                                         "which shard runs get their inputs and return their "
                                                         "chunks; None: the round directory is shared storage")

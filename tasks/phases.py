@@ -125,7 +125,7 @@ def _shards_first(ctx: RoundContext, phase: str, parameters: dict, deployment: s
     todo = shards.pending(plan, n)
     if todo:
         ctx.notes["shard_runs"] = fan_out(phase, parameters, todo, n, deployment, directory,
-                                          ctx.cfg.backend.shard_attempts,
+                                          ctx.cfg.backend.dispatch_attempts,
                                           pull=(lambda: remote.pull(url, ctx.rd.root.name, [rel_dir], ctx.rd.root))
                                           if url else None)
     missing = [str(ch.path.name) for ch in plan if not ch.path.exists()]

@@ -94,7 +94,7 @@ def cmd_evaluate(args) -> int:
 def cmd_evolve(args) -> int:
     from flows.evolve import EvolveParams, evolve_continuous, evolve_iterative
     params = EvolveParams(round=_config(args), mode=args.mode, max_rounds=args.rounds, min_gain=args.min_gain,
-                          name=args.evolve_name)
+                          name=args.evolve_name, gpu_deployment=args.gpu_deployment)
     if args.mode == "iterative":
         for i, m in enumerate(evolve_iterative(params), 1):
             print(f"--- round {i}: {m['round_dir']}\n{_table(m)}")
@@ -139,6 +139,7 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--rounds", type=int, default=3, help="iterative: most rounds (default 3)")
     v.add_argument("--min-gain", type=float, default=0.0, help="iterative: stop unless accuracy gains more")
     v.add_argument("--evolve-name", default="evolve", help="state directory under runs_dir (default evolve)")
+    v.add_argument("--gpu-deployment", help="run each round's GPU phases as runs of this deployment")
     v.set_defaults(func=cmd_evolve)
     return p
 

@@ -32,6 +32,8 @@ class EvolveParams(BaseModel):
                       description="directory under runs_dir that keeps the state, rounds and the promoted adapter")
     secret_env: dict[str, str] | None = Field(None, description="environment variables set from Prefect Secret "
                                               "blocks for each round, e.g. {\"HF_TOKEN\": \"hf-token\"}")
+    gpu_deployment: str | None = Field(None, description="run each round's GPU phases as runs of this "
+                                                         "deployment, e.g. semievol-phase/gpu")
 
 
 def _frame(records: list[Record], answers: dict[str, str] | None = None, prefix: str = "") -> pd.DataFrame:
@@ -103,7 +105,8 @@ def _iterate(params: EvolveParams, home: Path, logger) -> list[dict]:
     history, best, base = [], None, params.name
     cfg = _normalize(params.round, home)
     for i in range(params.max_rounds):
-        metrics = semievol_round(_with_data(cfg, f"{base}-r{i + 1}"), secret_env=params.secret_env)
+        metrics = semievol_round(_with_data(cfg, f"{base}-r{i + 1}"), gpu_deployment=params.gpu_deployment,
+                                 secret_env=params.secret_env)
         history.append(metrics)
         acc = _evolved_accuracy(metrics)
         logger.info("round %d: evolved accuracy %s", i + 1, acc)
@@ -154,7 +157,7 @@ def _continue(params: EvolveParams, home: Path, logger) -> dict:
     name = f"{params.name}-{tag}"
     batch = write_parquet(home / "batches" / f"{tag}.parquet", _frame(new))
     rcfg = _with_data(cfg, name, labeled=state["labeled"], unlabeled=str(batch))
-    metrics = semievol_round(rcfg, secret_env=params.secret_env)
+    metrics = semievol_round(rcfg, gpu_deployment=params.gpu_deployment, secret_env=params.secret_env)
     round_dir = Path(metrics["round_dir"])
     lab, _, n = _next_data(_load(rcfg, state["labeled"], True), _load(rcfg, str(batch), False), round_dir, tag)
     acc = _evolved_accuracy(metrics)

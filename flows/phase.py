@@ -29,4 +29,4 @@ def semievol_phase(phase: str, config: dict, round_dir: str, key: str,
         if phase not in SHARDED:
             raise ValueError(f"phase {phase!r} is not sharded; sharded: {list(SHARDED)}")
         return json.dumps(run_shard_task(phase, config, round_dir, shard, shards))
-    return run_task(phase, config, RoundDir(Path(round_dir)), key)
+    return run_task(phase, config, RoundDir(Path(round_dir)), key, on_gpu_pool=True)

@@ -8,20 +8,22 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from prefect import flow, get_run_logger
-from prefect.deployments import run_deployment
+from prefect import flow, get_run_logger, tags
 
 from semievol_core import report
 from semievol_core.config import RoundConfig
 from semievol_core.errors import InputError
 from semievol_core.round import manifest, prepare
 from semievol_core.store import RoundDir, atomic_path, digest, read_json
+from tasks.dispatch import Job, run_watched
 from tasks.phases import SHARDED, TASKS, phase_key
 
 from flows.artifacts import publish
 from flows.secrets import apply_secret_env
 
-GPU_PHASES = {"warm_up", "collaborate", "justify", "select", "evolve", "evaluate"}
+# Embedding a large unlabeled pool is GPU work too (1M rows: an hour on 2 CPU cores, all of it in the embedder).
+GPU_PHASES = {"warm_up", "retrieve", "collaborate", "justify", "select", "evolve", "evaluate"}
+GPU_TAG = "gpu"  # the tag concurrency limit of GPU phases that run inside the orchestrator's own process
 
 
 def adopt(result: dict, rd: RoundDir) -> bool:
@@ -43,13 +45,14 @@ def adopt(result: dict, rd: RoundDir) -> bool:
 
 def _dispatch(phase: str, config: dict, rd: RoundDir, key: str, deployment: str,
               secret_env: dict[str, str] | None) -> dict:
-    """Runs one phase as a flow run on the GPU work pool. The round directory is storage both workers read,
-    so the phase's record is rebuilt from its manifest entry there, never read back from Prefect results
-    (those live in the other worker's result storage)."""
-    run = run_deployment(deployment, parameters={"phase": phase, "config": config, "round_dir": str(rd.root),
-                                                 "key": key, "secret_env": secret_env}, as_subflow=True)
-    if not run.state.is_completed():
-        raise RuntimeError(f"phase {phase} on {deployment} ended {run.state.name}: {run.state.message}")
+    """Runs one phase as a watched flow run on the GPU work pool (tasks/dispatch.py). The round directory is
+    storage both workers read, so the phase's record is rebuilt from its manifest entry there, never read back
+    from Prefect results (those live in the other worker's result storage)."""
+    backend = config["backend"]
+    job = Job(f"{rd.root.name}-{phase.replace('_', '-')}", {"phase": phase, "config": config,
+                                                             "round_dir": str(rd.root), "key": key,
+                                                             "secret_env": secret_env})
+    run_watched([job], deployment, backend["dispatch_attempts"], backend["gpu_timeout_s"])
     entry = rd.read_manifest()["phases"].get(phase)
     if entry is None:
         raise RuntimeError(f"phase {phase} on {deployment} completed but recorded nothing in {rd.manifest}")
@@ -58,8 +61,13 @@ def _dispatch(phase: str, config: dict, rd: RoundDir, key: str, deployment: str,
 
 
 def run_task(phase: str, config: dict, rd: RoundDir, key: str, gpu_deployment: str | None = None,
-             secret_env: dict[str, str] | None = None) -> str:
-    """Runs (or reuses) one phase and leaves its checked outputs and manifest entry in `rd`."""
+             secret_env: dict[str, str] | None = None, on_gpu_pool: bool = False) -> str:
+    """Runs (or reuses) one phase and leaves its checked outputs and manifest entry in `rd`.
+
+    Where GPU slots are counted: a phase sent to the GPU pool is counted by the pool (its concurrency limit and
+    each worker's --limit: one flow run per GPU), so nothing is held while a run waits in its queue, and a
+    sharded phase's parent runs here holding nothing while its shards run. Only a GPU phase computed in this
+    process (no GPU pool) takes the `gpu` tag's slot, for as long as it computes."""
     logger = get_run_logger()
     sharded = bool(gpu_deployment) and phase in SHARDED and config["backend"]["shards"] > 1
     if gpu_deployment and phase in GPU_PHASES and not sharded:
@@ -67,8 +75,12 @@ def run_task(phase: str, config: dict, rd: RoundDir, key: str, gpu_deployment: s
         cached = False
     else:
         # A sharded phase runs here: its task sends the shards to the GPU pool, then merges their chunks.
-        state = TASKS[phase](config, str(rd.root), key, gpu_deployment if sharded else None, secret_env,
-                             return_state=True)
+        computes = phase in GPU_PHASES and not sharded
+        t = TASKS[phase].with_options(timeout_seconds=config["backend"]["gpu_timeout_s"]) if computes \
+            else TASKS[phase]
+        with tags(*([GPU_TAG] if computes and not on_gpu_pool else [])):
+            state = t(config, str(rd.root), key, gpu_deployment if sharded else None, secret_env,
+                      return_state=True)
         result, cached = state.result(), state.name == "Cached"
     if not adopt(result, rd):
         logger.warning("phase %s: cached outputs missing or changed; recomputing", phase)

@@ -27,7 +27,8 @@ def retrieve(ctx: RoundContext) -> list[Path]:
         return []
     labeled, unlabeled = ctx.splits["labeled"].records, ctx.splits["unlabeled"].records
     emb = backends.embedder(ctx.cfg, resolve_embedder(ctx.cfg.model))
-    index = build_index(emb.encode([r.question for r in labeled], desc="embed labeled"))
+    index = build_index(emb.encode([r.question for r in labeled], desc="embed labeled"),
+                        backends.resolve_device(ctx.cfg.model))
     save_index(index, ctx.rd.index)
     bar = Bar(len(unlabeled), "embed + search unlabeled", "text", ctx.cfg.progress)
     ids, scores = [], []

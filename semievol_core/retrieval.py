@@ -10,14 +10,23 @@ import numpy as np
 from .store import atomic_path
 
 
-def build_index(vectors: np.ndarray) -> faiss.Index:
+def gpus() -> int:
+    """GPUs faiss can use: 0 with faiss-cpu, which has no GPU functions at all."""
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def build_index(vectors: np.ndarray, device: str = "cpu") -> faiss.Index:
     # Inner product over unit vectors is cosine similarity.
     index = faiss.IndexFlatIP(vectors.shape[1])
+    if device == "cuda" and gpus():  # faiss-gpu: the same exact search, on every visible GPU
+        index = faiss.index_cpu_to_all_gpus(index)
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
 
 
 def save_index(index: faiss.Index, path: Path) -> Path:
+    if gpus() and not isinstance(index, faiss.IndexFlat):  # a GPU index is written as its CPU twin
+        index = faiss.index_gpu_to_cpu(index)
     with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
     return path

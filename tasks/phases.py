@@ -81,16 +81,36 @@ def context(cfg: RoundConfig, round_dir: str) -> RoundContext:
     return RoundContext(cfg, load_splits(cfg.data), RoundDir(Path(round_dir)), resolve_model(cfg.model))
 
 
+# vLLM's own defaults for an offline engine (0.x): where halving starts when the config leaves them unset.
+VLLM_DEFAULT_SEQS, VLLM_DEFAULT_BATCHED_TOKENS = 256, 8192
+
+
 def _halved(cfg: RoundConfig, times: int) -> RoundConfig:
-    """After an out-of-memory error: half the batch, the same effective training batch."""
-    b, lora = cfg.backend, cfg.lora
+    """After an out-of-memory error: half the batches of every backend (transformers' generation, scoring and
+    embedding batches; the per-device training batch, with as many more accumulation steps, so the effective
+    training batch stays; vLLM's sequences and tokens per engine step), the same results."""
+    b, lora, v = cfg.backend, cfg.lora, cfg.backend.vllm
     f = 2 ** times
+    seqs = max(1, (v.max_num_seqs or VLLM_DEFAULT_SEQS) // f)
+    # never below max_model_len: an engine without chunked prefill refuses a smaller step
+    vllm = v.model_copy(update={"max_num_seqs": seqs, "max_num_batched_tokens": max(
+        v.max_model_len, seqs, (v.max_num_batched_tokens or VLLM_DEFAULT_BATCHED_TOKENS) // f)})
     return cfg.model_copy(update={
         "backend": b.model_copy(update={"gen_batch_size": max(1, b.gen_batch_size // f),
                                         "score_batch_size": max(1, b.score_batch_size // f),
-                                        "embed_batch_size": max(1, b.embed_batch_size // f)}),
+                                        "embed_batch_size": max(1, b.embed_batch_size // f), "vllm": vllm}),
         "lora": lora.model_copy(update={"batch_size": max(1, lora.batch_size // f),
                                         "grad_accum": lora.grad_accum * min(f, lora.batch_size)})})
+
+
+def _oom_note(cfg: RoundConfig, times: int) -> dict:
+    """What the manifest says of a phase that ran with smaller batches after out-of-memory errors."""
+    b = cfg.backend
+    return {"oom_retries": times, "batches": {
+        "gen_batch_size": b.gen_batch_size, "score_batch_size": b.score_batch_size,
+        "embed_batch_size": b.embed_batch_size, "lora.batch_size": cfg.lora.batch_size,
+        "lora.grad_accum": cfg.lora.grad_accum, "vllm.max_num_seqs": b.vllm.max_num_seqs,
+        "vllm.max_num_batched_tokens": b.vllm.max_num_batched_tokens}}
 
 
 class _ProgressArtifact:
@@ -125,7 +145,7 @@ def _shards_first(ctx: RoundContext, phase: str, parameters: dict, deployment: s
     todo = shards.pending(plan, n)
     if todo:
         ctx.notes["shard_runs"] = fan_out(phase, parameters, todo, n, deployment, directory,
-                                          ctx.cfg.backend.dispatch_attempts,
+                                          ctx.cfg.backend.dispatch_attempts, ctx.cfg.backend.gpu_timeout_s,
                                           pull=(lambda: remote.pull(url, ctx.rd.root.name, [rel_dir], ctx.rd.root))
                                           if url else None)
     missing = [str(ch.path.name) for ch in plan if not ch.path.exists()]
@@ -136,9 +156,12 @@ def _shards_first(ctx: RoundContext, phase: str, parameters: dict, deployment: s
 def run_phase(phase: str, config: dict, round_dir: str, key: str = "", shard_deployment: str | None = None,
               secret_env: dict[str, str] | None = None) -> dict:
     cfg = RoundConfig.model_validate(config)
-    if halvings(round_dir, phase):
-        cfg = _halved(cfg, halvings(round_dir, phase))
+    times = halvings(round_dir, phase)
+    if times:
+        cfg = _halved(cfg, times)
     ctx = context(cfg, round_dir)
+    if times:
+        ctx.notes.update(_oom_note(cfg, times))
     listener = _ProgressArtifact(phase)
     progress.add_listener(listener)
     t0 = time.perf_counter()
@@ -168,9 +191,12 @@ CACHE = CachePolicy.from_cache_key_fn(_key_from_parameters) + TASK_SOURCE
 def run_shard(phase: str, config: dict, round_dir: str, shard: int, n_shards: int) -> dict:
     """One shard of a sharded phase, on a GPU worker: its chunks, written into the shared round directory."""
     cfg = RoundConfig.model_validate(config)
+    oom_key = f"{phase}-shard-{shard}"
+    if halvings(round_dir, oom_key):
+        cfg = _halved(cfg, halvings(round_dir, oom_key))
     _, shard_fn, chunk_dir = SHARDED[phase]
     url, rel_dir = cfg.backend.shard_storage, "/".join(chunk_dir)
-    scratch = None
+    scratch, original_dir = None, round_dir
     if url:  # this worker may not see the round directory: a scratch copy of what the shard reads
         scratch = Path(tempfile.mkdtemp(prefix="semievol-shard-"))
         round_dir = str(scratch / Path(round_dir).name)
@@ -178,7 +204,12 @@ def run_shard(phase: str, config: dict, round_dir: str, shard: int, n_shards: in
     try:
         ctx = context(cfg, round_dir)
         t0 = time.perf_counter()
-        files, computed = shard_fn(ctx, shard, n_shards)
+        try:
+            files, computed = shard_fn(ctx, shard, n_shards)
+        except Exception as exc:
+            if is_oom(exc):
+                note_oom(original_dir, oom_key)
+            raise
         record = write_record(ctx.rd.root.joinpath(*chunk_dir), shard, n_shards, files, computed,
                               time.perf_counter() - t0)
         if url:
@@ -194,22 +225,24 @@ shard = task(name="shard", task_run_name="{phase}-shard-{shard}", cache_policy=N
              **GPU_TASK)(run_shard)
 
 
-def _phase_task(phase: str, gpu: bool):
+def _phase_task(phase: str):
     def fn(config: dict, round_dir: str, key: str, shard_deployment: str | None = None,
            secret_env: dict[str, str] | None = None) -> dict:
         return run_phase(phase, config, round_dir, key, shard_deployment, secret_env)
     fn.__name__ = fn.__qualname__ = phase
     options = dict(name=phase.replace("_", "-"), cache_policy=CACHE, persist_result=True,
                    result_storage=result_storage(), task_run_name=f"{phase.replace('_', '-')}")
-    return task(**options, **(GPU_TASK if gpu else {}))(fn)
+    # Every phase retries out-of-memory and transient errors; which ones hold a GPU slot is decided where they
+    # run (flows/round.py), so that no task holds one while it waits for other GPU work.
+    return task(**options, **GPU_TASK)(fn)
 
 
-warm_up = _phase_task("warm_up", gpu=True)
-retrieve = _phase_task("retrieve", gpu=False)
-collaborate = _phase_task("collaborate", gpu=True)
-justify = _phase_task("justify", gpu=True)
-select = _phase_task("select", gpu=True)
-evolve = _phase_task("evolve", gpu=True)
-evaluate = _phase_task("evaluate", gpu=True)
+warm_up = _phase_task("warm_up")
+retrieve = _phase_task("retrieve")
+collaborate = _phase_task("collaborate")
+justify = _phase_task("justify")
+select = _phase_task("select")
+evolve = _phase_task("evolve")
+evaluate = _phase_task("evaluate")
 TASKS = {"warm_up": warm_up, "retrieve": retrieve, "collaborate": collaborate, "justify": justify,
          "select": select, "evolve": evolve, "evaluate": evaluate}

@@ -1,22 +1,32 @@
-"""Which failures a GPU phase retries: out-of-memory (with half the batch size) and transient errors
-retry; bad input never does."""
+"""Which failures a GPU phase retries: out-of-memory (with smaller batches) and transient errors retry; bad
+input never does. Out-of-memory is recognised on every backend: torch's OutOfMemoryError (hf, peft), vLLM's
+engine start-up errors (a ValueError that names the KV cache or gpu_memory_utilization), and a LLaMA-Factory
+run whose output ends in a CUDA out-of-memory error (a TrainingError carrying that output)."""
 from __future__ import annotations
+
+import re
 
 from semievol_core.errors import InputError, SemiEvolError
 
 TRANSIENT = (ConnectionError, TimeoutError)
-# (round dir, phase) -> how many times the batch size has been halved after an out-of-memory error.
+_OOM_TEXT = re.compile(r"out of memory|no available memory for the cache blocks|kv cache is needed|"
+                       r"less than desired gpu memory utilization", re.I)
+# (round dir, phase) -> how many times the batch sizes have been halved after an out-of-memory error.
 _halvings: dict[tuple[str, str], int] = {}
 
 
 def is_oom(exc: BaseException) -> bool:
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+    if isinstance(exc, InputError):
+        return False
+    return type(exc).__name__ == "OutOfMemoryError" or bool(_OOM_TEXT.search(str(exc)))
 
 
 def is_retryable(exc: BaseException | None) -> bool:
-    if exc is None or isinstance(exc, (InputError, SemiEvolError)):
+    if exc is None or isinstance(exc, InputError):
         return False
-    return is_oom(exc) or isinstance(exc, TRANSIENT)
+    if is_oom(exc):  # before the SemiEvolError test: a TrainingError can carry an out-of-memory
+        return True
+    return not isinstance(exc, SemiEvolError) and isinstance(exc, TRANSIENT)
 
 
 def retry_condition(task, task_run, state) -> bool:
@@ -35,4 +45,5 @@ def halvings(round_dir: str, phase: str) -> int:
     return _halvings.get((round_dir, phase), 0)
 
 
-GPU_TASK = dict(tags=["gpu"], retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_condition)
+# No tags here: a GPU slot is taken where the phase runs (flows/round.py), never by a task that waits.
+GPU_TASK = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_condition)

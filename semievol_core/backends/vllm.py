@@ -53,6 +53,8 @@ class VLLMEngine:
             kwargs["gpu_memory_utilization"] = self.params.gpu_memory_utilization
         if self.params.max_num_batched_tokens:
             kwargs["max_num_batched_tokens"] = self.params.max_num_batched_tokens
+        if self.params.max_num_seqs:
+            kwargs["max_num_seqs"] = self.params.max_num_seqs
         if self.adapters:
             kwargs.update(enable_lora=True, max_lora_rank=self.params.max_lora_rank,
                           max_loras=max(1, len(self.adapters)))

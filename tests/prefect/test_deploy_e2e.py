@@ -1,5 +1,6 @@
-"""End to end as a platform team runs it: a process work pool, `prefect deploy` from deployments/prefect.yaml,
-a worker, `prefect deployment run`, artifacts through the API, and the flow run page in headless Chromium."""
+"""End to end as a platform team runs it: `prefect deploy --all` from deployments/prefect.yaml, workers on the
+CPU and the GPU pool (process pools; no Docker engine in CI), `prefect deployment run`, artifacts through the API,
+the flow run page in headless Chromium, and the nightly cron deployment triggered through the API."""
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from browser import screenshot
 from conftest import ARTIFACTS, PREFECT
 from helpers import artifacts, small_config, stop_worker
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 pytestmark = pytest.mark.prefect
 REPO = Path(__file__).resolve().parents[2]
@@ -26,34 +28,52 @@ def _run(args, env, timeout=180):
     return out.stdout
 
 
+def _wait_final(client, run_id, timeout_s: float, log: Path):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = client.read_flow_run(run_id)
+        if run.state and run.state.is_final():
+            return run
+        assert time.monotonic() < deadline, f"run {run.name} still {run.state.name}\n{log.read_text()[-3000:]}"
+        time.sleep(5)
+
+
 @pytest.fixture(scope="module")
-def deployed_run(prefect_server, small_data, tmp_path_factory):
+def deployed(prefect_server, small_data, tmp_path_factory):
+    """All three deployments of prefect.yaml, a worker on the CPU pool and one on the GPU pool (a process pool
+    standing in for docker). Task results in one place, as on a shared volume, so runs on either pool share
+    cache hits."""
     runs = tmp_path_factory.mktemp("deploy-runs")
     env = {**os.environ, "SEMIEVOL_REPO": str(REPO), "SEMIEVOL_DATA": str(small_data), "SEMIEVOL_RUNS": str(runs),
-           "SEMIEVOL_GPU_IMAGE": "semievol-gpu:latest", "SKIP_GPU_POOL": "1",
+           "SEMIEVOL_GPU_IMAGE": "semievol-gpu:latest", "GPU_POOL_TYPE": "process",
+           "SEMIEVOL_RESULTS": str(runs / ".prefect-results"),
            "PATH": f"{Path(PREFECT).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     _run(["bash", "deployments/setup.sh"], env)
-    _run([PREFECT, "--no-prompt", "deploy", "--name", "round-cpu", "--prefect-file", "deployments/prefect.yaml"], env)
-    log = open(prefect_server["home"] / "worker.log", "wb")
-    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "semievol-cpu", "--type", "process"],
-                              env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    _run([PREFECT, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"], env)
+    workers = []
+    for pool in ("semievol-cpu", "semievol-gpu"):
+        log = open(prefect_server["home"] / f"worker-{pool}.log", "wb")
+        workers.append(subprocess.Popen([PREFECT, "worker", "start", "--pool", pool, "--type", "process"],
+                                        env={**env, "PREFECT_WORKER_QUERY_SECONDS": "3"}, cwd=REPO, stdout=log,
+                                        stderr=subprocess.STDOUT))
     try:
-        params = {"config": small_config(small_data, runs, "deployed")}
-        out = _run([PREFECT, "deployment", "run", "semievol-round/round-cpu", "--params", json.dumps(params)], env)
-        run_id = uuid.UUID(re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1))
-        deadline = time.monotonic() + 1200
-        with get_client(sync_client=True) as client:
-            while True:
-                run = client.read_flow_run(run_id)
-                if run.state and run.state.is_final():
-                    break
-                assert time.monotonic() < deadline, f"deployment run still {run.state.name}"
-                time.sleep(5)
-        assert run.state.is_completed(), (run.state.name, run.state.message,
-                                          (prefect_server["home"] / "worker.log").read_text()[-3000:])
-        yield run, runs
+        yield runs, env
     finally:
-        stop_worker(worker)
+        for w in workers:
+            stop_worker(w)
+
+
+@pytest.fixture(scope="module")
+def deployed_run(deployed, prefect_server, small_data):
+    runs, env = deployed
+    params = {"config": small_config(small_data, runs, "deployed")}
+    out = _run([PREFECT, "deployment", "run", "semievol-round/round-cpu", "--params", json.dumps(params)], env)
+    run_id = uuid.UUID(re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1))
+    log = prefect_server["home"] / "worker-semievol-cpu.log"
+    with get_client(sync_client=True) as client:
+        run = _wait_final(client, run_id, 1200, log)
+    assert run.state.is_completed(), (run.state.name, run.state.message, log.read_text()[-3000:])
+    return run, runs
 
 
 def test_deployment_run_completes_with_artifacts(deployed_run):
@@ -95,3 +115,42 @@ def test_ui_shows_the_flow_run_with_the_round_card(deployed_run, prefect_server)
                    "Pseudo-label accuracy"):
         assert needle in card, needle
     assert (ARTIFACTS / "flow-run-page.png").stat().st_size > 10_000
+
+
+def test_nightly_sends_gpu_phases_to_the_gpu_pool_and_cancels_an_overlapping_run(deployed, deployed_run,
+                                                                               prefect_server, small_data):
+    """The cron deployment, triggered through the API: its round's GPU phases run on the GPU pool, and a second
+    trigger while it runs is cancelled by Prefect's deployment concurrency limit, with the reason."""
+    runs, _ = deployed
+    log = prefect_server["home"] / "worker-semievol-cpu.log"
+    with get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("semievol-evolve-continuous/nightly")
+        assert nightly.concurrency_limit == 1
+        assert nightly.concurrency_options.collision_strategy == "CANCEL_NEW"
+        assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
+        params = nightly.parameters["params"]
+        assert params["gpu_deployment"] == "semievol-phase/gpu" and params["mode"] == "continuous"
+        # the deployment's own parameters, with the test's small round (the same as the round-cpu run's, so
+        # its phases are cache hits on the GPU pool)
+        params = {**params, "round": small_config(small_data, runs, "ignored")}
+        del params["round"]["name"]
+        first = client.create_flow_run_from_deployment(nightly.id, parameters={"params": params})
+        deadline = time.monotonic() + 600
+        while not (state := client.read_flow_run(first.id).state).is_running():
+            assert not state.is_final() and time.monotonic() < deadline, (state.name, state.message)
+            time.sleep(2)
+        second = client.create_flow_run_from_deployment(nightly.id, parameters={"params": params})
+        second = _wait_final(client, second.id, 300, log)
+        assert second.state.name == "Cancelled", (second.state.name, second.state.message)
+        assert "concurrency limit" in second.state.message.lower()
+        first = _wait_final(client, first.id, 1500, log)
+        assert first.state.is_completed(), (first.state.name, first.state.message, log.read_text()[-3000:])
+        gpu = client.read_deployment_by_name("semievol-phase/gpu")
+        on_gpu = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[gpu.id])))
+    state = json.loads((runs / "nightly" / "state.json").read_text())
+    (entry,) = state["rounds"]
+    mine = [r for r in on_gpu if r.name.startswith(entry["round"])]
+    assert {r.parameters["phase"] for r in mine} == {"warm_up", "retrieve", "collaborate", "justify", "select",
+                                                     "evolve", "evaluate"}
+    assert {r.work_pool_name for r in mine} == {"semievol-gpu"} and all(r.state.is_completed() for r in mine)
+    assert entry["new_rows"] == 12 and entry["promoted"] is True

@@ -1,9 +1,10 @@
-"""GPU phases on another work pool, sharded over two of its workers: a round sent with --gpu-deployment runs
-warm-up, justify, evolve and evaluate as runs on the GPU pool and collaborative inference and scoring as 4 shard
-runs; both workers take shards; the round equals an unsharded round run here (candidates, pseudo-labels, NLL,
-tau, selection, test accuracy); a worker killed in the middle of a shard does not stop it (the server's
-crash-detection automation marks that run Crashed and the round dispatches the shard again). A process pool
-stands in for the docker pool: no Docker engine here."""
+"""GPU phases on a GPU work pool with ONE GPU slot: two rounds started together, one sharded (collaborative
+inference and scoring as 4 shard runs each) and one not, send every GPU phase to the pool; both complete, no two
+GPU phases overlap in time, and the sharded round equals the unsharded one (candidates, pseudo-labels, NLL, tau,
+selection, test accuracy). The first worker is killed in the middle of a whole phase: the server's crash-detection
+automation marks that run Crashed, the round dispatches the phase again and the second worker runs it. The
+sharded phase's parent task loses the API once after dispatching its shards and is retried: it finds the runs it
+started (idempotency keys) instead of starting more. A process pool stands in for the docker pool."""
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from conftest import PREFECT
 from helpers import small_config, stop_worker
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
-                                            FlowRunFilterName, FlowRunFilterStartTime)
+                                            FlowRunFilterId, FlowRunFilterStartTime)
 
 from flows.round import semievol_round
 from semievol_core import parse_config
@@ -61,21 +62,18 @@ def _descendants(pid: int) -> list[int]:
     return kids + [d for k in kids for d in _descendants(k)]
 
 
-def _running_shard(worker: subprocess.Popen, client, done: set[str]) -> str | None:
-    """The name of a shard run this worker is executing right now (Running, so it has sent a heartbeat), other
-    than those in `done`: a shard writes its record while its run is still Running, and killing that one would
-    leave the worker no finished shard."""
+def _running_phase(worker: subprocess.Popen, client) -> str | None:
+    """The name of a whole-phase run this worker is computing right now: Running, with its phase task
+    started."""
     for pid in _descendants(worker.pid):
         run_id = _flow_run_of(pid)
         if run_id:
             run = client.read_flow_run(run_id)
-            if "-shard-" in run.name and run.name not in done and run.state and run.state.is_running():
+            if "-shard-" not in run.name and run.state and run.state.is_running() and any(
+                    tr.state and tr.state.is_running() for tr in client.read_task_runs(
+                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))):
                 return run.name
     return None
-
-
-def _shard_records(round_dir: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in round_dir.glob("shards/*/shard-*.json")]
 
 
 def test_shards_need_a_pool(small_data, tmp_path):
@@ -85,80 +83,96 @@ def test_shards_need_a_pool(small_data, tmp_path):
     assert not (tmp_path / "nopool").exists()
 
 
-def test_sharded_round_over_two_workers_equals_the_unsharded_round(prefect_server, small_data, tmp_path):
+def _gpu_task_runs(client, flow_runs) -> list:
+    """The task runs inside the GPU pool's flow runs, each with its flow run."""
+    by_id = {r.id: r for r in flow_runs}
+    out = []
+    for tr in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(by_id)))):
+        out.append((tr, by_id[tr.flow_run_id]))
+    return out
+
+
+def test_two_rounds_on_one_gpu_slot_with_a_killed_worker(prefect_server, small_data, tmp_path):
     runs = tmp_path / "runs"
     env = {**os.environ, "SEMIEVOL_REPO": str(REPO), "SEMIEVOL_RUNS": str(runs), "SEMIEVOL_DATA": str(small_data),
-           "SEMIEVOL_GPU_IMAGE": "semievol-gpu:latest", "SKIP_GPU_POOL": "1", "GPUS": "2",
+           "SEMIEVOL_GPU_IMAGE": "semievol-gpu:latest", "GPU_POOL_TYPE": "process", "GPUS": "1",
            "CRASH_AFTER_S": str(CRASH_AFTER_S), "PATH": f"{Path(PREFECT).parent}{os.pathsep}{os.environ['PATH']}"}
     _run(["bash", "deployments/setup.sh"], env)
-    _run([PREFECT, "concurrency-limit", "create", "gpu", "2"], env)  # one GPU per worker, two workers
-    if subprocess.run([PREFECT, "work-pool", "inspect", "semievol-gpu"], env=env, capture_output=True).returncode:
-        _run([PREFECT, "work-pool", "create", "semievol-gpu", "--type", "process"], env)  # stands in for docker
     _run([PREFECT, "--no-prompt", "deploy", "--name", "gpu", "--prefect-file", "deployments/prefect.yaml"], env)
+    with get_client(sync_client=True) as client:
+        assert client.read_work_pool("semievol-gpu").concurrency_limit == 1
 
-    # The reference: the same round unsharded. Its task results go where the GPU pool's runs keep theirs
-    # (prefect.yaml), so the sharded round's warm-up and evolve are cache hits there.
+    # Task results where the GPU pool's runs keep theirs (prefect.yaml), so the rounds share cache hits.
     env["SEMIEVOL_RESULTS"] = str(runs / ".prefect-results")
     for name, backend in (("unsharded", {}), ("sharded", {"shards": 4})):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(_config(small_data, runs, name, **backend)))
-    _run([sys.executable, "-m", "flows.cli", "round", "--config", str(tmp_path / "unsharded.yaml")], env)
-    cfg_path = tmp_path / "sharded.yaml"
     worker_env = {**env, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "PREFECT_WORKER_QUERY_SECONDS": "2"}
-    workers, logs = [], []
-    for i in (1, 2):
-        logs.append(open(prefect_server["home"] / f"shard-worker-{i}.log", "wb"))
+    workers, rounds = [], {}
+
+    def start_worker(i: int) -> subprocess.Popen:
+        log = open(prefect_server["home"] / f"gpu-worker-{i}.log", "wb")
         workers.append(subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", "semievol-gpu", "--type", "process", "--limit", "1",
-             "--name", f"shard-worker-{i}"], env=worker_env, cwd=REPO, stdout=logs[-1], stderr=subprocess.STDOUT,
+             "--name", f"gpu-worker-{i}"], env=worker_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True))  # its own process group: killing it takes its flow-run processes too
-    victim, survivor = workers
-    round_dir = runs / "sharded"
+        return workers[-1]
+
+    victim = start_worker(1)  # alone at first, so it takes the first GPU run: a whole warm-up phase
     killed = None
     try:
         started = datetime.now(timezone.utc)
-        parent_log = tmp_path / "round.log"
-        parent = subprocess.Popen([sys.executable, "-m", "flows.cli", "round", "--config", str(cfg_path),
-                                   "--gpu-deployment", "semievol-phase/gpu"], env=env, cwd=REPO,
-                                  stdout=parent_log.open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 1500
+        for name, cli in (("unsharded", ["-m", "flows.cli"]), ("sharded", ["tests/prefect/faulty_round.py"])):
+            log = tmp_path / f"{name}.log"
+            rounds[name] = (subprocess.Popen(
+                [sys.executable, *cli, "round", "--config", str(tmp_path / f"{name}.yaml"), "--gpu-deployment",
+                 "semievol-phase/gpu"], env=env, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT), log)
+        deadline = time.monotonic() + 2400
         with get_client(sync_client=True) as client:
-            while parent.poll() is None:
-                assert time.monotonic() < deadline, "sharded round did not finish"
-                # Kill the first worker mid-shard, once it has finished a shard of its own.
+            while any(p.poll() is None for p, _ in rounds.values()):
+                assert time.monotonic() < deadline, "the rounds did not finish"
                 if killed is None:
-                    done = {r["flow_run_name"] for r in _shard_records(round_dir) if r["worker_pid"] == victim.pid}
-                    killed = _running_shard(victim, client, done) if done else None
+                    killed = _running_phase(victim, client)
                     if killed:
                         os.killpg(victim.pid, signal.SIGKILL)
+                        start_worker(2)
                 time.sleep(0.5)
-        assert parent.returncode == 0, parent_log.read_text()[-4000:]
+        for name, (proc, log) in rounds.items():
+            assert proc.returncode == 0, f"{name}:\n{log.read_text()[-4000:]}"
     finally:
         for w in workers:
             stop_worker(w, group=True)
-    assert killed, "the first worker never ran a second shard; nothing was killed"
+    assert killed, "the first worker never ran a whole phase; nothing was killed"
 
-    manifest = json.loads((round_dir / "manifest.json").read_text())
-    records = [r for phase in ("collaborate", "select") for r in manifest["phases"][phase]["shard_runs"]]
-    assert all(len(manifest["phases"][p]["shard_runs"]) == 4 for p in ("collaborate", "select"))
-    # Both workers took shards: the victim finished one before it was killed.
-    assert {r["worker_pid"] for r in records} == {victim.pid, survivor.pid}
-    retried = [r for r in records if r["tries"] > 1]
-    assert retried and all(r["worker_pid"] == survivor.pid for r in retried)
     with get_client(sync_client=True) as client:
-        crashed = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[killed])))
         gpu = client.read_deployment_by_name("semievol-phase/gpu")
         on_gpu = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[gpu.id])),
             flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=started)))
+        task_runs = _gpu_task_runs(client, on_gpu)
+    names = sorted(r.name for r in on_gpu)
+    # The killed run is Crashed and was dispatched again; the retry ran on the second worker.
+    crashed = [r for r in on_gpu if r.name == killed]
     assert [r.state.name for r in crashed] == ["Crashed"], [(r.state.name, r.state.message) for r in crashed]
-    # 4 whole phases + 2 x 4 shards + the retried one, all on the GPU pool, all completed but the killed one
-    assert len(on_gpu) == 13 and {r.work_pool_name for r in on_gpu} == {"semievol-gpu"}
-    assert sorted(r.state.name for r in on_gpu) == ["Completed"] * 12 + ["Crashed"]
-    whole = {r.parameters["phase"] for r in on_gpu if r.parameters.get("shard") is None}
-    assert whole == {"warm_up", "justify", "evolve", "evaluate"}
+    assert f"{killed}-try-2" in names
+    assert sorted(r.state.name for r in on_gpu) == ["Completed"] * (len(on_gpu) - 1) + ["Crashed"]
+    assert {r.work_pool_name for r in on_gpu} == {"semievol-gpu"}
+    # 7 whole phases for the unsharded round, 5 whole phases + 2 x 4 shards for the sharded one, one retry:
+    # the sharded parent's retry (after the injected API loss) started no second set of shard runs.
+    shard_runs = [n for n in names if "-shard-" in n]
+    assert len(shard_runs) == 8 and len(on_gpu) == 7 + 5 + 8 + 1, names
+    sharded_log = rounds["sharded"][1].read_text()
+    assert "injected by the test: lost the API" in sharded_log
+    # One GPU slot: no two GPU phases computed at the same time (the killed run's task never ended).
+    spans = sorted((tr.start_time, tr.end_time, tr.name) for tr, fr in task_runs
+                   if tr.start_time and fr.state.name != "Crashed")
+    assert len(spans) >= 20
+    for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
+        assert e0 is not None and e0 <= s1, f"{n0} ({s0}..{e0}) overlaps {n1} ({s1}..{e1})"
 
+    manifest = json.loads((runs / "sharded" / "manifest.json").read_text())
+    assert all(len(manifest["phases"][p]["shard_runs"]) == 4 for p in ("collaborate", "select"))
     # Identical to the unsharded round: candidates, pseudo-labels with their NLL, tau and the selection.
-    ref_dir = runs / "unsharded"
+    ref_dir, round_dir = runs / "unsharded", runs / "sharded"
     key = ["id", "config"]
     a = pd.read_parquet(ref_dir / "candidates.parquet").sort_values(key, ignore_index=True)
     b = pd.read_parquet(round_dir / "candidates.parquet").sort_values(key, ignore_index=True)

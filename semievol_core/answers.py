@@ -7,20 +7,30 @@ import re
 LETTERS = "ABCDEFGHIJ"  # choice tasks index 2 to 10 options
 
 _ANSWER_TAG = re.compile(r"\banswer\b\s*\**\s*(?:is\s*)?[:：]\s*\**", re.IGNORECASE)
-# A number: optional sign, optional currency, thousands groups or plain digits, optional decimals, optional %.
-_NUMBER = re.compile(r"(?<![\w.])([-−–]?)\s?\$?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\s?(%?)")
+# A number: optional sign, optional currency, then a fraction (3/4), or thousands groups or plain digits with
+# optional decimals and exponent (1.5e3: without it the number would be read as 1.5), then an optional %.
+_NUMBER = re.compile(r"(?<![\w.])([-−–]?)\s?\$?(\d+/\d+(?![\d/])|(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+                     r"(?:[eE][-+]?\d+)?)\s?(%?)")
 _LETTER_UPPER = re.compile(r"^[\(\[]?([A-J])(?:[\)\].:,]|\s|$)")
 _LETTER_LOWER = re.compile(r"^[\(\[]?([a-j])(?:[\)\]]|\.?\s*$|[.:]\s)")
 _OPTION_WORD = re.compile(r"^option\s*[\(\[]?([A-Ja-j])\b", re.IGNORECASE)
 
 
-def parse_number(text: str) -> float | None:
-    """First number in text; handles '%', '$', thousands separators, unicode minus. None when there is none."""
-    m = _NUMBER.search(str(text))
+def parse_number(text: str, whole: bool = False) -> float | None:
+    """First number in text; handles '%', '$', thousands separators, unicode minus, exponents, fractions.
+    whole: the text must be nothing but the number (a gold answer: '4 or 5' is not 4). None when there is
+    no finite number."""
+    text = str(text)
+    m = _NUMBER.fullmatch(text.strip()) if whole else _NUMBER.search(text)
     if not m:
         return None
     sign, digits, _pct = m.groups()
-    value = float(digits.replace(",", ""))
+    top, _, bottom = digits.replace(",", "").partition("/")
+    if bottom and not float(bottom):
+        return None
+    value = float(top) / float(bottom) if bottom else float(top)
+    if not math.isfinite(value):
+        return None
     return -value if sign else value
 
 
@@ -44,19 +54,20 @@ def _answer_span(response: str) -> str | None:
     return ""
 
 
-def _norm(text: str) -> str:
+def answer_key(text: str) -> str:
+    """What answers are matched by: case, punctuation and spacing ignored."""
     return re.sub(r"[^\w%.-]+", " ", text.lower()).strip(" .")
 
 
 def _match_text(span: str, choices: list[str]) -> int | None:
     """Index of the choice the span names: exact text first, then a unique choice it starts with."""
-    s = _norm(span)
+    s = answer_key(span)
     if not s:
         return None
-    exact = [i for i, c in enumerate(choices) if _norm(c) == s]
+    exact = [i for i, c in enumerate(choices) if answer_key(c) == s]
     if exact:
         return exact[0]
-    prefix = [i for i, c in enumerate(choices) if _norm(c) and s.startswith(_norm(c) + " ")]
+    prefix = [i for i, c in enumerate(choices) if answer_key(c) and s.startswith(answer_key(c) + " ")]
     return prefix[0] if len(prefix) == 1 else None
 
 

@@ -56,6 +56,10 @@ NUMBER = [
     ("Answer: none", None),
     ("7", "7.0"),
     ("There are 7 of them.", None),
+    ("Answer: 1.5e3", "1500.0"),  # read as 1.5 before exponents were part of a number
+    ("Answer: 2.5E-2", "0.025"),
+    ("Answer: 3/4", "0.75"),  # read as 3 before fractions were
+    ("Answer: 1/0", None),
 ]
 
 LABEL = [
@@ -99,3 +103,10 @@ def test_number_tolerance_and_scoring():
 def test_round_trip_of_the_trained_format():
     for task, options, answer in [("choice", FPB, "C"), ("number", None, "12.5"), ("label", FPB, "neutral")]:
         assert extract(format_answer(answer, task), task, options) == answer
+
+
+def test_gold_numbers_are_whole_and_finite():
+    assert parse_number("3/4/2020") == 3.0  # a date is not a fraction
+    assert parse_number(" $1,200 ", whole=True) == 1200.0 and parse_number("1e+20", whole=True) == 1e20
+    for text in ("4 or 5", "7 apples", "1e999", "1/0", "1 1/2", "e5", ""):
+        assert parse_number(text, whole=True) is None, text

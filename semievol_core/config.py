@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -9,15 +10,22 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .answers import answer_key
 from .errors import InputError
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch: '$' would let a final '\n' by
+# Seeds reach numpy (vLLM seeds its engine with them, transformers.set_seed for LLaMA-Factory), which takes
+# 0 .. 2**32-1. Collaborative inference seeds chunk i with method.seed * 100_003 + i, so method.seed stays
+# small enough for that to fit with room for millions of chunks.
+SEED_MAX = 2**32 - 1
+METHOD_SEED_MAX = 40_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: '.inf' epochs or a NaN learning rate would pass every bound and fail mid-run.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Columns(_Strict):
@@ -43,6 +51,21 @@ class DataConfig(_Strict):
     limit_test: int | None = Field(None, ge=1)
     sample_seed: int = 0
     max_question_chars: int = Field(20_000, ge=1, description="longer questions are input errors")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_distinct(cls, v):
+        # Answers match labels ignoring case and punctuation: labels equal that way could not be told apart.
+        seen = {}
+        for label in v or []:
+            key = answer_key(label)
+            if not key:
+                raise ValueError(f"label {label!r} has no letter or digit to match an answer by")
+            if key in seen:
+                raise ValueError(f"labels {seen[key]!r} and {label!r} differ only in case or punctuation; "
+                                 "answers are matched ignoring both")
+            seen[key] = label
+        return v
 
     @model_validator(mode="after")
     def _labels_for_label_task(self):
@@ -75,7 +98,7 @@ class LoraParams(_Strict):
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(1024, ge=16)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
     def optimizer_steps(self, examples: int) -> int:
         """Steps a run over this many examples takes (the last, partial batch of an epoch counts)."""
@@ -92,7 +115,8 @@ class MethodParams(_Strict):
     temperature: float = Field(1.0, ge=0, le=5, description="collaborative inference sampling temperature")
     justify_temperature: float = Field(0.0, ge=0, le=5, description="self-justify temperature (0 = greedy)")
     max_new_tokens: int = Field(64, ge=1, le=4096)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=METHOD_SEED_MAX, description="collaborative inference seeds chunk i with "
+                                                                "seed * 100_003 + i, which must stay < 2**32")
     warmup: bool = Field(True, description="ablation switch: in-weight propagation (warm-up LoRA)")
     retrieval: bool = Field(True, description="ablation switch: in-context propagation (kNN shots)")
     collaboration: bool = Field(True, description="ablation switch: False = a single configuration (n=1)")
@@ -164,8 +188,21 @@ class RoundConfig(_Strict):
     @classmethod
     def _safe_name(cls, v):
         # The name becomes a directory under runs_dir: no separators, no '..', nothing hidden.
-        if v is not None and (not _NAME.match(v) or ".." in v):
+        if v is not None and (not _NAME.fullmatch(v) or ".." in v):
             raise ValueError("must be letters, digits, '.', '_' or '-' (max 128), not starting with '.'")
+        return v
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _runs_dir_is_a_directory(cls, v):
+        # Found now rather than when the round directory is created, after the model has loaded. The nearest
+        # existing ancestor counts too: 'notes.txt/runs' cannot be created either.
+        # Not readable or writable is not checked: a shard run on another machine validates this config too.
+        path = Path(v).expanduser()
+        while not os.path.lexists(path) and path != path.parent:
+            path = path.parent
+        if not path.is_dir():  # a file, a broken symbolic link or a symlink loop
+            raise ValueError(f"{str(path)!r} is not a directory")
         return v
 
     @model_validator(mode="after")

@@ -4,14 +4,15 @@ from __future__ import annotations
 import math
 import os
 import re
+import types
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .answers import answer_key
-from .errors import InputError
+from .errors import InputError, path_problem
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
@@ -227,15 +228,119 @@ def parse_config(data: dict, source: str = "<config>") -> RoundConfig:
         raise _as_input_error(source, err) from None
 
 
+_MAX_EXPANDED = 1_000_000  # nodes + characters; a real config has a few hundred of each
+_MAX_DEPTH = 64  # a real config nests 4 levels
+_MERGE = "tag:yaml.org,2002:merge"
+_NOT_STR = {f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp")}
+
+
+class _Loader(yaml.SafeLoader):
+    """Refuses deep nesting while composing, before Python's recursion limit would stop it (slowly: the
+    scanner is quadratic in the depth it has to look ahead over)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > _MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {_MAX_DEPTH} levels deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _check_nodes(node: yaml.Node, source: str, where: str = "", sizes: dict | None = None) -> int:
+    """Refuses duplicate keys (YAML would keep the last) and documents whose aliases expand past
+    _MAX_EXPANDED (a 'billion laughs' loads instantly but never finishes being dumped or validated).
+    Returns the node's expanded size; an alias counts its whole target again, computed once."""
+    sizes = {} if sizes is None else sizes
+    if id(node) in sizes:
+        if sizes[id(node)] is None:
+            raise InputError(source, None, where or None, f"line {node.start_mark.line + 1}: an alias refers to "
+                                                          "a node that contains it")
+        return sizes[id(node)]
+    sizes[id(node)] = None  # in progress: meeting it again below means a recursive alias
+    if isinstance(node, yaml.ScalarNode):
+        size = 1 + len(node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_check_nodes(item, source, f"{where}[{i}]", sizes) for i, item in enumerate(node.value))
+    else:
+        size, first = 1, {}
+        for key, value in node.value:
+            name = f"{where}.{key.value}".lstrip(".") if isinstance(key, yaml.ScalarNode) else where
+            if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE:  # '<<' keys may be overridden
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in first:
+                    raise InputError(source, None, name, f"duplicate key at lines {first[key.tag, key.value]} "
+                                                         f"and {line} (YAML would keep only the last)")
+                first[key.tag, key.value] = line
+            size += _check_nodes(key, source, name, sizes) + _check_nodes(value, source, name, sizes)
+    if size > _MAX_EXPANDED:
+        raise InputError(source, None, where or None, f"expands to more than {_MAX_EXPANDED} values and "
+                                                      "characters (aliases repeating aliases?)")
+    sizes[id(node)] = size
+    return size
+
+
+def _wants_str(annotation) -> bool:
+    return annotation is str or (get_origin(annotation) is Literal and all(isinstance(a, str)
+                                                                            for a in get_args(annotation)))
+
+
+def _strings_as_typed(node: yaml.Node, annotation) -> None:
+    """Where the schema wants a string, a plain scalar keeps the text the user typed: YAML 1.1 would read
+    'labels: [yes, no]' as booleans, 'name: 2024-01-01' as a date and 'name: 1.10' as 1.1. Retagging the
+    node before construction is the one place that still has the typed text."""
+    origin = get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.tag == _MERGE:  # '<<: *base' or '<<: [*a, *b]': the merged keys belong here too
+                    for merged in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                        _strings_as_typed(merged, annotation)
+                elif isinstance(key, yaml.ScalarNode) and key.value in annotation.model_fields:
+                    _strings_as_typed(value, annotation.model_fields[key.value].annotation)
+    elif origin in (Union, types.UnionType):
+        for option in get_args(annotation):
+            _strings_as_typed(node, option)
+    elif origin is list and isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _strings_as_typed(item, get_args(annotation)[0])
+    elif _wants_str(annotation) and isinstance(node, yaml.ScalarNode) and node.style is None \
+            and node.tag in _NOT_STR:
+        node.tag = "tag:yaml.org,2002:str"
+
+
+def _read_yaml(path: Path):
+    text = path.read_text(encoding="utf-8")
+    loader = _Loader(text)  # composed first, checked, then constructed
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, str(path))
+        _strings_as_typed(node, RoundConfig)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path) -> RoundConfig:
     """Reads a YAML config; relative data paths are taken relative to the config file."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, None, None, "config file not found")
+    problem = path_problem(path)
+    if problem:
+        raise InputError(path, None, None, f"config {problem}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise InputError(path, None, None, f"not valid YAML: {str(err).splitlines()[0]}") from None
+        raw = _read_yaml(path)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise InputError(path, None, None, f"not valid YAML: {where}{err.problem or err.context}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
+        raise InputError(path, None, None, f"not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise InputError(path, None, None, "top level must be a mapping")
     data = raw.get("data")

@@ -2,19 +2,21 @@
 content fingerprints. Every problem raises InputError naming the file, the 1-based data row and the field."""
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import math
+import os
 import random
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .answers import LETTERS, format_number, parse_number
+from .answers import LETTERS, answer_key, format_number, parse_number
 from .config import Columns, DataConfig
-from .errors import InputError
+from .errors import InputError, path_problem
 
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
 csv.field_size_limit(64 * 1024 * 1024)
@@ -59,50 +61,100 @@ def _read_rows(source: str) -> tuple[list[dict], list[str]]:
     if source.startswith("hf:"):
         return _read_hf(source)
     path = Path(source)
-    if not path.is_file():
-        raise InputError(source, None, None, "file not found")
+    problem = path_problem(path)
+    if problem:
+        raise InputError(source, None, None, problem)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
         try:
             table = pq.read_table(path)
         except Exception as err:  # pyarrow raises several types for a broken file
-            raise InputError(source, None, None, f"not a readable parquet file ({err})") from None
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(source, None, None, f"not a readable parquet file ({first_line})") from None
+        _unique_columns(source, table.column_names)
         if table.num_rows == 0:
             raise InputError(source, 1, None, "no data rows")
         return table.to_pylist(), table.column_names
-    raw = path.read_bytes()
+    if suffix not in (".jsonl", ".json", ".ndjson", ".csv", ".tsv"):
+        raise InputError(source, None, None, f"unsupported file type {suffix!r} (csv, tsv, jsonl, parquet, hf:)")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(source, None, None, f"cannot be read ({err.strerror})") from None
     if not raw.strip():
         raise InputError(source, 0, None, "file is empty")
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\0" in raw:
+        # UTF-16 and binary files hold NUL bytes; decoded as UTF-8 they would only give garbled columns.
+        raise InputError(source, None, None, "not UTF-8 text (UTF-16 or binary: it holds NUL bytes)")
     text = raw.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
     if suffix in (".jsonl", ".json", ".ndjson"):
         rows, columns = [], []
-        for n, line in enumerate((l for l in text.splitlines() if l.strip()), start=1):
+        # Only '\n' ends a JSON line: splitlines() would also split strings holding U+2028 or NEL.
+        for n, line in enumerate((l for l in text.split("\n") if l.strip()), start=1):
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_no_duplicate_keys)
             except json.JSONDecodeError as err:
                 raise InputError(source, n, None, f"not valid JSON ({err.msg})") from None
+            except _DuplicateKey as err:
+                raise InputError(source, n, err.args[0], "duplicate key (JSON would keep only the last)") from None
             if not isinstance(row, dict):
                 raise InputError(source, n, None, "each line must be a JSON object")
             rows.append(row)
             columns += [c for c in row if c not in columns]
         return rows, columns
-    if suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-        columns = list(reader.fieldnames or [])
-        rows = list(reader)
-        if not rows:
-            raise InputError(source, 1, None, "header only, no data rows")
-        return rows, columns
-    raise InputError(source, None, None, f"unsupported file type {suffix!r} (csv, tsv, jsonl, parquet, hf:)")
+    # The csv module, not DictReader: a duplicate column name or a row with more fields than the header
+    # would silently lose values there.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+    columns = next(reader, [])
+    if not columns:
+        raise InputError(source, 0, None, "the first line, the header, is empty")
+    _unique_columns(source, columns)
+    rows = []
+    for fields in reader:
+        if not fields:  # a blank line
+            continue
+        if len(fields) != len(columns):
+            raise InputError(source, len(rows) + 1, None,
+                             f"{len(fields)} fields, but the header has {len(columns)} columns")
+        rows.append(dict(zip(columns, fields)))
+    if not rows:
+        raise InputError(source, 1, None, "header only, no data rows")
+    return rows, columns
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    row = {}
+    for key, value in pairs:
+        if key in row:
+            raise _DuplicateKey(key)
+        row[key] = value
+    return row
+
+
+def _unique_columns(source: str, columns: list[str]) -> None:
+    for i, name in enumerate(columns):
+        if _SURROGATE.search(name):
+            raise InputError(source, 0, name, "undecodable bytes (the file is not UTF-8)")
+        if name in columns[:i]:
+            raise InputError(source, 0, name, f"duplicate column name (columns {columns.index(name) + 1} and "
+                                              f"{i + 1}); only one of them would be read")
 
 
 def _read_hf(source: str) -> tuple[list[dict], list[str]]:
     import datasets  # slow import, only when asked for
 
     name, _, split = source[3:].partition(":")
+    local = os.path.lexists(name)  # a broken local directory is reported, not looked up on the hub
+    problem = local and path_problem(name, directory=True)
+    if problem:
+        raise InputError(source, None, None, problem)
     try:
-        if Path(name).is_dir():
+        if local:
             ds = datasets.load_from_disk(name)
         else:  # a hub id: the user named it, so a download is what they asked for
             ds = datasets.load_dataset(name, split=split or "train")
@@ -148,12 +200,12 @@ def _answer(value, task: str, options: list[str], source: str, row: int, col: st
                              f"answer {text!r} is not a letter within the {len(options)} options")
         return letter
     if task == "number":
-        number = parse_number(text)
-        if number is None or re.search(r"[A-Za-z]{2,}", text):
-            raise InputError(source, row, col, f"answer {text!r} is not a number")
+        number = parse_number(text, whole=True)
+        if number is None:
+            raise InputError(source, row, col, f"answer {text!r} is not a finite number")
         return format_number(number)
     for label in options:
-        if text.lower() == label.lower():
+        if answer_key(text) == answer_key(label):  # as a model's answer is matched
             return label
     raise InputError(source, row, col, f"answer {text!r} is not one of the labels {options}")
 
@@ -186,7 +238,10 @@ def load_dataset(source: str, task: str = "choice", columns: Columns | None = No
             raise InputError(source, n, id_col or "id", f"duplicate id {rid!r} (first at row {seen[rid]})")
         seen[rid] = n
         question = row.get(columns.question)
-        if _missing(question) or not isinstance(question, str):
+        if not isinstance(question, str) and not _missing(question):
+            raise InputError(source, n, columns.question,
+                             f"question must be text, not {type(question).__name__} (wrong column?)")
+        if _missing(question):
             raise InputError(source, n, columns.question, "empty question")
         if len(question) > max_question_chars:
             raise InputError(source, n, columns.question, f"question has {len(question)} characters; the limit "
@@ -231,7 +286,7 @@ def subsample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
 
 def load_splits(cfg: DataConfig) -> dict[str, Dataset]:
     """labeled, unlabeled and (optional) test, validated and subsampled; raises before anything is written."""
-    out = {}
+    out, unsampled = {}, {}
     for role in ("labeled", "unlabeled", "test"):
         source = getattr(cfg, role)
         if source is None:
@@ -243,6 +298,11 @@ def load_splits(cfg: DataConfig) -> dict[str, Dataset]:
             if err.field is None:  # a file- or line-level problem: name the config key
                 raise InputError(err.file, err.row, f"data.{role}", err.problem) from None
             raise
+        if role == "unlabeled" and ds.fingerprint == unsampled["labeled"]:
+            # The same file (or a copy): every pseudo-label would be for a question whose answer is known.
+            raise InputError(source, None, "data.unlabeled", "holds the same records as data.labeled (the same "
+                                                             "file?); unlabeled data must be other questions")
+        unsampled[role] = ds.fingerprint
         out[role] = subsample(ds, getattr(cfg, f"limit_{role}"), cfg.sample_seed)
     return out
 

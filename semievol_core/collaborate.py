@@ -87,7 +87,7 @@ def _generate(ctx: RoundContext, todo: list[shards.Chunk]) -> int:
         nonlocal engine
         if engine is None:  # a run that finds every chunk on disk never loads the model
             engine = backends.generator(ctx.cfg, ctx.model_path, {"warm": warm} if warm else None)
-        texts = engine.generate(ch.payload, seed=m.seed * 100_003 + ch.index,
+        texts = engine.generate(ch.payload, seed=(m.seed * 100_003 + ch.index) % 2**32,
                                 desc=f"collaborate x{n} chunk {ch.index}")
         return pd.DataFrame([{**r, "response": t} for r, t in zip(ch.meta, texts)], columns=COLUMNS)
 

@@ -18,10 +18,8 @@ EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch: '$' would let a final '\n' by
 # Seeds reach numpy (vLLM seeds its engine with them, transformers.set_seed for LLaMA-Factory), which takes
-# 0 .. 2**32-1. Collaborative inference seeds chunk i with method.seed * 100_003 + i, so method.seed stays
-# small enough for that to fit with room for millions of chunks.
+# 0 .. 2**32-1; seeds derived from them (per chunk, per batch) are folded back into that range where derived.
 SEED_MAX = 2**32 - 1
-METHOD_SEED_MAX = 40_000
 
 
 class _Strict(BaseModel):
@@ -116,8 +114,7 @@ class MethodParams(_Strict):
     temperature: float = Field(1.0, ge=0, le=5, description="collaborative inference sampling temperature")
     justify_temperature: float = Field(0.0, ge=0, le=5, description="self-justify temperature (0 = greedy)")
     max_new_tokens: int = Field(64, ge=1, le=4096)
-    seed: int = Field(0, ge=0, le=METHOD_SEED_MAX, description="collaborative inference seeds chunk i with "
-                                                                "seed * 100_003 + i, which must stay < 2**32")
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     warmup: bool = Field(True, description="ablation switch: in-weight propagation (warm-up LoRA)")
     retrieval: bool = Field(True, description="ablation switch: in-context propagation (kNN shots)")
     collaboration: bool = Field(True, description="ablation switch: False = a single configuration (n=1)")

@@ -304,8 +304,8 @@ VALID = {
         raw("method: {retrieval: false}\nlora: {<<: {rank: 8, alpha: 16}, rank: 4, seed: &s 7}\n"
             "backend: {vllm: {max_lora_rank: *s}}\n"), {},
         lambda ctx: (ctx.cfg.lora.rank, ctx.cfg.lora.alpha, ctx.cfg.backend.vllm.max_lora_rank) == (4, 16, 7)),
-    "largest seeds": ({}, {"method": {"seed": 40_000}, "lora": {"seed": 2**32 - 1}},
-                      lambda ctx: (ctx.cfg.method.seed, ctx.cfg.lora.seed) == (40_000, 2**32 - 1)),
+    "largest seeds": ({}, {"method": {"seed": 2**32 - 1}, "lora": {"seed": 2**32 - 1}},
+                      lambda ctx: (ctx.cfg.method.seed, ctx.cfg.lora.seed) == (2**32 - 1, 2**32 - 1)),
     "gold label in another case": (
         {"l.csv": csv([{"question": "Up?", "answer": "POSITIVE"}]), "u.csv": csv([{"question": "x?"}])},
         {"data": {"task": "label", "labels": ["positive", "negative"]}},

@@ -6,20 +6,20 @@ import pytest
 import torch
 
 from semievol_core import InputError, load_config, parse_config
-from semievol_core.config import METHOD_SEED_MAX, SEED_MAX
+from semievol_core.config import SEED_MAX
 from semievol_core.errors import one_line, path_problem
 
 DATA = {"labeled": "l.csv", "unlabeled": "u.csv"}
 
 
 def test_largest_seeds_fit_numpy_and_torch_after_derivation():
-    # collaborate: chunk i is seeded with method.seed * 100_003 + i (vLLM hands it to numpy); hf then seeds
-    # torch per batch with that * 1_000_003 + b.
-    chunk_seed = METHOD_SEED_MAX * 100_003 + 10**7
+    # collaborate: chunk i is seeded with (method.seed * 100_003 + i) mod 2**32 (vLLM hands it to numpy); hf
+    # then seeds torch per batch with that * 1_000_003 + b.
+    chunk_seed = (SEED_MAX * 100_003 + 10**7) % 2**32
     np.random.seed(chunk_seed)
     np.random.seed(SEED_MAX)
-    torch.manual_seed(chunk_seed * 1_000_003 + 10**6)
-    for section, seed in (("method", METHOD_SEED_MAX + 1), ("lora", SEED_MAX + 1), ("lora", -1)):
+    torch.manual_seed(SEED_MAX * 1_000_003 + 10**6)
+    for section, seed in (("method", SEED_MAX + 1), ("lora", SEED_MAX + 1), ("lora", -1)):
         with pytest.raises(InputError, match=f"{section}.seed"):
             parse_config({"data": DATA, section: {"seed": seed}})
 

@@ -1,56 +1,55 @@
-"""What a round shows in the Prefect UI: the round card, a metrics table with a stable key (one version
-per round), and a link to the NLL ('entropy') histogram saved in the round directory."""
+"""What a round and an evolution show in the Prefect UI.
+
+A round: the round card (markdown), a metrics table with a stable key (one version per round) and the NLL
+histogram. An evolution: its history, one row per round run, under a key of its own per evolution name.
+
+Charts are PNG images inlined in the markdown as data: URIs. That is what the Prefect UI (3.7) renders as an
+image: its markdown renderer turns `![alt](src)` into an <img> with that src, so a data: URI shows in any
+browser that opens the UI, while a file:// link to the worker's disk does not open from the UI, and inline
+SVG loses its styles to the UI's HTML sanitizer (tried in headless Chromium: it renders as a black box)."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
-import pandas as pd
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from semievol_core.store import RoundDir, atomic_path
+from semievol_core import report
+from semievol_core.store import RoundDir
 
 CARD_KEY, TABLE_KEY, HISTOGRAM_KEY = "semievol-round-card", "semievol-metrics", "semievol-nll-histogram"
+HISTORY_PREFIX = "semievol-history-"
+HISTORY_TABLE_ROWS = 50  # the chart shows every run; the table the latest ones
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 
 
-def nll_histogram(rd: RoundDir) -> Path | None:
-    """NLL of the pseudo-labels, selected vs rejected, with tau; correct vs wrong when gold exists is in the
-    benchmark, not here (a round must not need gold)."""
-    if not rd.pseudo_labels.exists():
-        return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
-    pl = pd.read_parquet(rd.pseudo_labels)
-    if pl.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    bins = 20
-    ax.hist([pl.loc[pl["selected"], "nll"], pl.loc[~pl["selected"], "nll"]], bins=bins, stacked=True,
-            label=["selected", "rejected"], color=["#2a9d8f", "#e76f51"])
-    tau = pl.loc[pl["selected"], "nll"].max() if pl["selected"].any() else None
-    if tau is not None and not pl["selected"].all():
-        ax.axvline(tau, color="black", linestyle="--", label="tau")
-    ax.set_xlabel("mean token NLL under the warm model")
-    ax.set_ylabel("pseudo-labels")
-    ax.legend()
-    fig.tight_layout()
-    out = rd.root / "nll_histogram.png"
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out
+
+def inline_images(markdown: str, root: Path) -> str:
+    """Replaces each image linked by a relative name of a PNG file under root with the image itself."""
+    def swap(m: re.Match) -> str:
+        path = root / m.group(2)
+        if "://" in m.group(2) or not path.is_file():
+            return m.group(0)
+        return f"![{m.group(1)}]({data_uri(path.read_bytes())})"
+    return _IMAGE.sub(swap, markdown)
 
 
 def publish(rd: RoundDir, metrics: dict) -> None:
-    hist = nll_histogram(rd)
-    card = rd.card.read_text(encoding="utf-8")
-    if hist is not None:
-        card += f"\nNLL histogram: [{hist.name}]({hist.resolve().as_uri()})\n"
-        create_link_artifact(hist.resolve().as_uri(), link_text=f"NLL histogram of {rd.root.name}",
-                             key=HISTOGRAM_KEY, description="pseudo-label NLL, selected vs rejected")
+    card = inline_images(rd.card.read_text(encoding="utf-8"), rd.root)
     card += f"\nRound directory: `{rd.root.resolve()}`\n"
     create_markdown_artifact(card, key=CARD_KEY, description=f"SemiEvol round {rd.root.name}")
+    hist = rd.root / report.NLL_HISTOGRAM
+    if hist.is_file():
+        create_markdown_artifact(
+            f"# NLL of the pseudo-labels, round `{rd.root.name}`\n\n"
+            f"![NLL histogram of the pseudo-labels]({data_uri(hist.read_bytes())})\n",
+            key=HISTOGRAM_KEY, description="pseudo-label NLL: selected vs rejected, correct vs wrong with gold")
     rows = [{"round": rd.root.name, "model": name, "accuracy": round(v["accuracy"], 4),
              "extraction_failure_rate": round(v["extraction_failure_rate"], 4), "n": v["n"]}
             for name, v in (metrics.get("evaluation") or {}).items()]
@@ -65,3 +64,41 @@ def publish(rd: RoundDir, metrics: dict) -> None:
 def _acc(metrics: dict):
     pa = metrics.get("pseudo_label_accuracy")
     return None if not pa else pa["all"]["accuracy"]
+
+
+def history_key(name: str) -> str:
+    """The evolution history's artifact key: stable per evolution name, in what Prefect allows in a key
+    (lowercase letters, digits, dashes). A name that had to change gets a short hash of itself, so that
+    `Nightly` and `nightly` keep histories of their own."""
+    slug = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-")
+    if slug != name:
+        slug = f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}".strip("-")
+    return HISTORY_PREFIX + slug
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def history_markdown(name: str, rows: list[dict], chart: bytes | None) -> str:
+    lines = [f"# SemiEvol evolution `{name}`", "",
+             f"{len(rows)} round run(s); the chart shows every one, oldest first.", ""]
+    if chart:
+        lines += [f"![history of evolution {name}]({data_uri(chart)})", ""]
+    shown = rows[-HISTORY_TABLE_ROWS:][::-1]
+    if len(rows) > len(shown):
+        lines += [f"The table shows the latest {len(shown)}; `history.json` in the evolution's directory has all.",
+                  ""]
+    lines += ["| date | round | mode | new rows | pool | selected | evolved | incumbent | promoted |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in shown:
+        lines.append(f"| {str(r.get('date', '-')).replace('T', ' ')} | `{r.get('round')}` | {r.get('mode', '-')} "
+                     f"| {r.get('new_rows', '-')} | {r.get('pool', '-')} | {r.get('selected', '-')} "
+                     f"| {_pct(r.get('evolved_accuracy'))} | {_pct(r.get('incumbent_accuracy'))} "
+                     f"| {'yes' if r.get('promoted') else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def publish_history(name: str, rows: list[dict], chart: bytes | None) -> None:
+    create_markdown_artifact(history_markdown(name, rows, chart), key=history_key(name),
+                             description=f"SemiEvol evolution {name}: one row per round run")

@@ -1,13 +1,17 @@
-"""The round's summary: metrics.json and the markdown round card."""
+"""The round's summary: metrics.json, the markdown round card and its charts (PNG files beside it, which the
+card links by relative name: the NLL histogram of the pseudo-labels and the test accuracy of each model)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
 
 from .answers import is_correct
 from .context import RoundContext
-from .store import read_json, write_json, write_text
+from .store import atomic_path, read_json, write_json, write_text
+
+NLL_HISTOGRAM, ACCURACY_CHART = "nll_histogram.png", "accuracy.png"
 
 
 def pseudo_label_accuracy(ctx: RoundContext) -> dict | None:
@@ -16,13 +20,17 @@ def pseudo_label_accuracy(ctx: RoundContext) -> dict | None:
     if not unlabeled.has_gold() or not ctx.rd.pseudo_labels.exists():
         return None
     pl = pd.read_parquet(ctx.rd.pseudo_labels)
-    gold = {r.id: r.answer for r in unlabeled.records}
-    ok = [is_correct(a, gold[i], ctx.task) for i, a in zip(pl["id"], pl["answer"])]
+    ok = _correct(ctx, pl)
     out = {"all": {"n": len(ok), "accuracy": sum(ok) / len(ok) if ok else None}}
     if "selected" in pl:
         sel = [o for o, s in zip(ok, pl["selected"]) if s]
         out["selected"] = {"n": len(sel), "accuracy": sum(sel) / len(sel) if sel else None}
     return out
+
+
+def _correct(ctx: RoundContext, pl: pd.DataFrame) -> list[bool]:
+    gold = {r.id: r.answer for r in ctx.splits["unlabeled"].records}
+    return [is_correct(a, gold.get(i), ctx.task) for i, a in zip(pl["id"], pl["answer"])]
 
 
 def _opt(path: Path):
@@ -43,7 +51,139 @@ def write(ctx: RoundContext) -> list[Path]:
         "cached": {k: v.get("from_round") for k, v in manifest["phases"].items() if v.get("cached")},
     }
     write_json(rd.metrics, metrics)
-    return [rd.metrics, write_text(rd.card, card(ctx, metrics))]
+    charts = {NLL_HISTOGRAM: nll_histogram(ctx), ACCURACY_CHART: accuracy_chart(rd.root, metrics["evaluation"])}
+    for name, path in charts.items():
+        if path is None:  # a round name run again must not show an earlier run's chart
+            (rd.root / name).unlink(missing_ok=True)
+    made = [p for p in charts.values() if p is not None]
+    return [rd.metrics, *made, write_text(rd.card, card(ctx, metrics, [p.name for p in made]))]
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: Path | None = None):
+    """PNG bytes of the figure, also written (atomically) to path when given."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    _pyplot().close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    return data
+
+
+SELECTED, REJECTED, CORRECT, WRONG = "#2a9d8f", "#e76f51", "#457b9d", "#e9c46a"
+
+
+def nll_histogram(ctx: RoundContext) -> Path | None:
+    """Mean token NLL of each pseudo-label under the warm model: selected vs rejected, and, when the unlabeled
+    file has gold answers, correct vs wrong (a report only: the method never sees gold), with tau marked."""
+    rd = ctx.rd
+    if not rd.pseudo_labels.exists():
+        return None
+    pl = pd.read_parquet(rd.pseudo_labels)
+    if pl.empty or "nll" not in pl:
+        return None
+    plt = _pyplot()
+    gold = ctx.splits["unlabeled"].has_gold()
+    fig, axes = plt.subplots(1, 2 if gold else 1, figsize=(10 if gold else 6, 3.6), sharey=True, squeeze=False)
+    nll, sel = pl["nll"].astype(float), pl["selected"].astype(bool)
+    lo, hi = float(nll.min()), float(nll.max())
+    bins = [lo + (hi - lo) * i / 20 for i in range(21)] if hi > lo else 10
+    tau = (_opt(rd.selection) or {}).get("tau")
+    if tau is None and sel.any() and not sel.all():
+        tau = float(nll[sel].max())
+    panels = [("selected vs rejected", [nll[sel], nll[~sel]], [f"selected ({int(sel.sum())})",
+                                                             f"rejected ({int((~sel).sum())})"], [SELECTED, REJECTED])]
+    if gold:
+        ok = pd.Series(_correct(ctx, pl), index=pl.index)
+        panels.append(("correct vs wrong (gold, report only)", [nll[ok], nll[~ok]],
+                       [f"correct ({int(ok.sum())})", f"wrong ({int((~ok).sum())})"], [CORRECT, WRONG]))
+    for ax, (title, data, labels, colors) in zip(axes[0], panels):
+        ax.hist(data, bins=bins, stacked=True, label=labels, color=colors)
+        if tau is not None:
+            ax.axvline(tau, color="black", linestyle="--", label=f"tau {tau:.3f}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("mean token NLL under the warm model")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("pseudo-labels")
+    fig.suptitle(f"NLL of the pseudo-labels, round {rd.root.name}", fontsize=11)
+    fig.tight_layout()
+    out = rd.root / NLL_HISTOGRAM
+    _save(fig, out)
+    return out
+
+
+def accuracy_chart(root: Path, evaluation: dict | None) -> Path | None:
+    """Test accuracy of base, warm and evolved, one bar each."""
+    ev = evaluation or {}
+    names = [k for k in ("base", "warm", "evolved") if k in ev]
+    if not names:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    acc = [100 * (ev[k]["accuracy"] or 0) for k in names]
+    colors = {"base": "#adb5bd", "warm": "#457b9d", "evolved": "#2a9d8f"}
+    bars = ax.bar(names, acc, color=[colors[k] for k in names])
+    for bar, a in zip(bars, acc):
+        ax.annotate(f"{a:.1f}%", (bar.get_x() + bar.get_width() / 2, a), ha="center", va="bottom", fontsize=9)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("test accuracy (%)")
+    n = ev[names[0]].get("n")
+    ax.set_title(f"test accuracy, round {root.name}" + (f" (n={n})" if n else ""), fontsize=10)
+    fig.tight_layout()
+    out = root / ACCURACY_CHART
+    _save(fig, out)
+    return out
+
+
+def history_chart(rows: list[dict], title: str) -> bytes:
+    """An evolution's runs, oldest first: evolved accuracy (a filled dot where it was promoted, a cross where it
+    was not) against the incumbent's, and the rows each run took, pseudo-labeled and selected."""
+    plt = _pyplot()
+    n = len(rows)
+    x = list(range(1, n + 1))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, min(14.0, 1.5 + 0.5 * n)), 5.6), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 2]})
+
+    def pct(v):
+        return None if v is None else 100 * v
+
+    evolved = [pct(r.get("evolved_accuracy")) for r in rows]
+    incumbent = [pct(r.get("incumbent_accuracy")) for r in rows]
+    top.plot(x, [float("nan") if v is None else v for v in evolved], color="#2a9d8f", label="evolved")
+    top.plot(x, [float("nan") if v is None else v for v in incumbent], linestyle="none", marker="_",
+             markersize=22, markeredgewidth=2, color="#6c757d", label="incumbent before the run")
+    promoted = [(i, v) for i, v, r in zip(x, evolved, rows) if v is not None and r.get("promoted")]
+    refused = [(i, v) for i, v, r in zip(x, evolved, rows) if v is not None and not r.get("promoted")]
+    if promoted:
+        top.scatter(*zip(*promoted), color="#2a9d8f", s=40, zorder=3, label="promoted")
+    if refused:
+        top.scatter(*zip(*refused), color="#e76f51", marker="x", s=50, zorder=3, label="not promoted")
+    top.set_ylim(0, 105)
+    top.set_ylabel("test accuracy (%)")
+    top.legend(fontsize=8, loc="lower right")
+    top.set_title(title, fontsize=11)
+    width = 0.27
+    bars = (("new_rows", "new rows", "#adb5bd"), ("pool", "pseudo-labeled", "#457b9d"),
+            ("selected", "selected", "#2a9d8f"))
+    for k, (key, label, color) in enumerate(bars):
+        bottom.bar([i + (k - 1) * width for i in x], [r.get(key) or 0 for r in rows], width=width, label=label,
+                   color=color)
+    bottom.set_ylabel("rows")
+    bottom.legend(fontsize=8)
+    step = max(1, n // 12)
+    bottom.set_xticks(x[::step])
+    bottom.set_xticklabels([str(r.get("date", ""))[:16].replace("T", " ") for r in rows][::step], rotation=30,
+                           ha="right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig)
 
 
 PHASE_ORDER = ("warm_up", "retrieve", "collaborate", "justify", "select", "evolve", "evaluate")
@@ -53,7 +193,8 @@ def _pct(x):
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def card(ctx: RoundContext, metrics: dict) -> str:
+def card(ctx: RoundContext, metrics: dict, charts: list[str] = ()) -> str:
+    """The round card in markdown; `charts` are PNG files in the round directory, linked by relative name."""
     cfg, m = ctx.cfg, ctx.cfg.method
     j, s, ev, pa = metrics["justify"] or {}, metrics["selection"] or {}, metrics["evaluation"] or {}, \
         metrics["pseudo_label_accuracy"]
@@ -83,6 +224,10 @@ def card(ctx: RoundContext, metrics: dict) -> str:
     notes = [f"{role}: {n}" for role, d in ctx.splits.items() for n in d.notes]
     if notes:
         lines += ["", "Data notes: " + "; ".join(notes) + "."]
+    alts = {NLL_HISTOGRAM: "NLL histogram of the pseudo-labels",
+            ACCURACY_CHART: "test accuracy of base, warm and evolved"}
+    for f in charts:
+        lines += ["", f"![{alts.get(f, f)}]({f})"]
     lines += ["", "| phase | seconds |", "|---|---|"]
     cached = metrics.get("cached") or {}
     lines += [f"| {k} | {metrics['seconds'][k]} |" if k not in cached else f"| {k} | cached (round {cached[k]}) |"

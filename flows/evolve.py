@@ -3,23 +3,34 @@
 iterative: round after round, labeled := labeled + selected, unlabeled := the rest, until the pool is used
 up, the round count is reached, or the evolved model stops gaining on the evaluation split.
 continuous: each run takes only the unlabeled rows that arrived since the last run's watermark (the ids
-already taken), runs a round, and promotes the evolved adapter only if it beats the incumbent."""
+already taken), runs a round, and promotes the evolved adapter only if it beats the incumbent.
+
+Both keep a history, one row per round run (`history.json` in the evolution's directory, and a markdown
+artifact with its chart under a key of its own per evolution name); a continuous run also tells the rest of
+the platform what it decided, with a Prefect event (EVENT_PROMOTED or EVENT_REFUSED) that automations can
+react to (deployments/on-promotion.json)."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 from prefect import flow, get_run_logger
+from prefect.events import emit_event
 from pydantic import BaseModel, ConfigDict, Field
 
 from semievol_core.config import Columns, RoundConfig
 from semievol_core.data import Dataset, Record, load_dataset
 from semievol_core.errors import BusyError
-from semievol_core.store import exclusive, read_json, write_json, write_parquet
+from semievol_core import report
+from semievol_core.store import atomic_path, exclusive, read_json, write_json, write_parquet
 
+from flows.artifacts import history_key, publish_history
 from flows.round import semievol_round
+
+EVENT_PROMOTED, EVENT_REFUSED = "semievol.adapter.promoted", "semievol.adapter.promotion-refused"
 
 
 class EvolveParams(BaseModel):
@@ -27,7 +38,8 @@ class EvolveParams(BaseModel):
     round: RoundConfig = Field(..., description="the first round's config; later rounds change only the data")
     mode: Literal["iterative", "continuous"] = "iterative"
     max_rounds: int = Field(3, ge=1, le=100, description="iterative: most rounds to run")
-    min_gain: float = Field(0.0, ge=0, le=1, description="iterative: stop unless evolved accuracy gains more")
+    min_gain: float = Field(0.0, ge=0, le=1, description="iterative: stop unless evolved accuracy gains more; "
+                            "continuous: promote only if it beats the incumbent by more")
     name: str = Field("evolve", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
                       description="directory under runs_dir that keeps the state, rounds and the promoted adapter")
     secret_env: dict[str, str] | None = Field(None, description="environment variables set from Prefect Secret "
@@ -82,6 +94,55 @@ def _evolved_accuracy(metrics: dict) -> float | None:
     return (ev.get("evolved") or {}).get("accuracy")
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _history_row(mode: str, metrics: dict, round_name: str, incumbent: float | None, promoted: bool) -> dict:
+    sel = metrics.get("selection") or {}
+    return {"date": _now(), "round": round_name, "mode": mode, "new_rows": (metrics.get("counts") or {}).get(
+        "unlabeled"), "pool": sel.get("pool"), "selected": sel.get("selected"),
+        "evolved_accuracy": _evolved_accuracy(metrics), "incumbent_accuracy": incumbent, "promoted": promoted,
+        "round_dir": metrics.get("round_dir")}
+
+
+def record_history(home: Path, name: str, row: dict) -> list[dict]:
+    """Appends one round run to the evolution's history (history.json, its chart history.png) and publishes
+    both as the evolution's history artifact, whose key stays the same run after run."""
+    path = home / "history.json"
+    rows = (read_json(path) if path.exists() else []) + [row]
+    write_json(path, rows)
+    chart = report.history_chart(rows, f"evolution {name}")
+    with atomic_path(home / "history.png") as tmp:
+        tmp.write_bytes(chart)
+    publish_history(name, rows, chart)
+    return rows
+
+
+def _announce(params: EvolveParams, entry: dict, incumbent: dict | None, reason: str | None) -> None:
+    """A Prefect event for the promotion decision, for automations to act on (refresh serving, notify)."""
+    promoted = reason is None
+    adapter = entry["adapter"]
+    payload = {"evolution": params.name, "round": entry["round"], "adapter": adapter,
+               "evolved_accuracy": entry["evolved_accuracy"],
+               "incumbent_accuracy": None if incumbent is None else incumbent["accuracy"],
+               "incumbent_adapter": None if incumbent is None else incumbent["adapter"],
+               "incumbent_round": None if incumbent is None else incumbent["round"],
+               "min_gain": params.min_gain, "new_rows": entry["new_rows"], "pool": entry["pool"],
+               "selected": entry["selected"], "round_dir": entry["round_dir"],
+               "history_artifact": history_key(params.name)}
+    if promoted:
+        payload["promoted_file"] = str(Path(params.round.runs_dir) / params.name / "promoted.json")
+    else:
+        payload["reason"] = reason
+    emit_event(EVENT_PROMOTED if promoted else EVENT_REFUSED,
+               resource={"prefect.resource.id": f"semievol.evolution.{params.name}",
+                         "prefect.resource.name": params.name, "semievol.adapter": adapter},
+               related=[{"prefect.resource.id": f"semievol.round.{entry['round']}", "prefect.resource.role": "round",
+                         "prefect.resource.name": entry["round"]}],
+               payload=payload)
+
+
 def _load(cfg: RoundConfig, source: str, answers: bool) -> Dataset:
     """A split as the config maps it, limits applied to the config's own splits only."""
     from semievol_core.data import subsample
@@ -111,7 +172,10 @@ def _iterate(params: EvolveParams, home: Path, logger) -> list[dict]:
         acc = _evolved_accuracy(metrics)
         logger.info("round %d: evolved accuracy %s", i + 1, acc)
         round_dir = Path(metrics["round_dir"])
-        if best is not None and (acc is None or acc <= best + params.min_gain):
+        gained = best is None or (acc is not None and acc > best + params.min_gain)
+        # "promoted" in iterative mode: the round beat the best earlier round, so the next round builds on it
+        record_history(home, params.name, _history_row("iterative", metrics, f"{base}-r{i + 1}", best, gained))
+        if not gained:
             logger.info("stopping: no gain over %.4f", best)
             break
         best = acc if acc is not None else best
@@ -162,14 +226,26 @@ def _continue(params: EvolveParams, home: Path, logger) -> dict:
     lab, _, n = _next_data(_load(rcfg, state["labeled"], True), _load(rcfg, str(batch), False), round_dir, tag)
     acc = _evolved_accuracy(metrics)
     inc = state["incumbent"]
-    promoted = acc is not None and (inc is None or acc > inc["accuracy"])
+    if acc is None:
+        reason = "the round has no test split to compare adapters on"
+    elif inc is not None and acc <= inc["accuracy"] + params.min_gain:
+        reason = (f"evolved accuracy {acc:.4f} does not beat the incumbent's {inc['accuracy']:.4f}"
+                  + (f" by more than min_gain {params.min_gain:g}" if params.min_gain else ""))
+    else:
+        reason = None
+    promoted = reason is None
+    adapter = str(round_dir / "evolved_adapter")
     if promoted:
-        state["incumbent"] = {"round": name, "accuracy": acc, "adapter": str(round_dir / "evolved_adapter")}
+        state["incumbent"] = {"round": name, "accuracy": acc, "adapter": adapter}
         write_json(home / "promoted.json", state["incumbent"])
     state["taken_ids"] = sorted(taken | {r.id for r in new})
     state["labeled"] = str(lab)
-    state["rounds"].append({"round": name, "new_rows": len(new), "selected": n, "evolved_accuracy": acc,
-                            "promoted": promoted, "round_dir": str(round_dir)})
+    row = _history_row("continuous", metrics, name, None if inc is None else inc["accuracy"], promoted)
+    entry = {**row, "new_rows": len(new), "selected": n, "adapter": adapter, "round_dir": str(round_dir)}
+    state["rounds"].append(entry)
     write_json(state_path, state)  # written last: a crash before here leaves the watermark where it was
-    logger.info("round %s: %d new rows, evolved accuracy %s, promoted=%s", name, len(new), acc, promoted)
+    logger.info("round %s: %d new rows, evolved accuracy %s, promoted=%s%s", name, len(new), acc, promoted,
+                "" if promoted else f" ({reason})")
+    _announce(params, entry, inc, reason)
+    record_history(home, params.name, entry)
     return state

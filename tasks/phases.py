@@ -47,10 +47,47 @@ SPLITS = {"warm_up": ["labeled"], "retrieve": ["labeled", "unlabeled"], "collabo
           "evaluate": ["test"]}
 
 
-def result_storage() -> Path:
-    path = Path(os.environ.get("SEMIEVOL_RESULTS") or cache_dir() / "prefect-results")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def result_storage() -> Path | str:
+    """Where the phases' Prefect results (their path records, hence their cache hits) are kept, from
+    SEMIEVOL_RESULTS:
+    - unset: the local directory $SEMIEVOL_CACHE/prefect-results, or, where Prefect's own
+      PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK is set, that block;
+    - a directory; `file:///mnt/x` is the directory /mnt/x (a mount every worker shares);
+    - any other fsspec URL (`s3://bucket/prefix` with s3fs installed, `gs://...`, `az://...`): kept as a
+      Prefect RemoteFileSystem block named `semievol-results-<hash of the URL>`, saved on the server here;
+    - `block:<block type>/<block name>`: a storage block already saved on the server, e.g.
+      `block:s3-bucket/semievol-results` or `block:local-file-system/shared-results`.
+    A phase recorded by one worker is a cache hit on every worker whose SEMIEVOL_RESULTS names the same place."""
+    import urllib.parse
+
+    value = os.environ.get("SEMIEVOL_RESULTS", "").strip()
+    if not value:
+        from prefect.settings import get_current_settings
+        block = get_current_settings().results.default_storage_block
+        if block:
+            return block
+        value = str(cache_dir() / "prefect-results")
+    if value.startswith("block:"):
+        slug = value[len("block:"):]
+        if slug.count("/") != 1 or not all(slug.split("/")):
+            raise ValueError(f"SEMIEVOL_RESULTS={value!r}: expected block:<block type>/<block name>, "
+                             "e.g. block:s3-bucket/semievol-results")
+        return slug
+    scheme = urllib.parse.urlsplit(value).scheme if "://" in value else ""
+    if scheme in ("", "file", "local"):
+        path = Path(urllib.parse.unquote(urllib.parse.urlsplit(value).path) if scheme else value).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    import fsspec
+    from prefect.filesystems import RemoteFileSystem
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except (ImportError, ValueError) as err:
+        raise ValueError(f"SEMIEVOL_RESULTS={value!r}: fsspec cannot open {scheme}:// here ({err})") from None
+    name = "semievol-results-" + hashlib.sha256(value.encode()).hexdigest()[:12]
+    # Prefect takes a block as a task's result storage only once it is saved on the server.
+    RemoteFileSystem(basepath=value).save(name, overwrite=True, _sync=True)
+    return f"remote-file-system/{name}"
 
 
 def _code_version() -> str:
@@ -225,13 +262,16 @@ shard = task(name="shard", task_run_name="{phase}-shard-{shard}", cache_policy=N
              **GPU_TASK)(run_shard)
 
 
+RESULT_STORAGE = result_storage()  # resolved once per process (a fsspec URL is saved as a block once)
+
+
 def _phase_task(phase: str):
     def fn(config: dict, round_dir: str, key: str, shard_deployment: str | None = None,
            secret_env: dict[str, str] | None = None) -> dict:
         return run_phase(phase, config, round_dir, key, shard_deployment, secret_env)
     fn.__name__ = fn.__qualname__ = phase
     options = dict(name=phase.replace("_", "-"), cache_policy=CACHE, persist_result=True,
-                   result_storage=result_storage(), task_run_name=f"{phase.replace('_', '-')}")
+                   result_storage=RESULT_STORAGE, task_run_name=f"{phase.replace('_', '-')}")
     # Every phase retries out-of-memory and transient errors; which ones hold a GPU slot is decided where they
     # run (flows/round.py), so that no task holds one while it waits for other GPU work.
     return task(**options, **GPU_TASK)(fn)

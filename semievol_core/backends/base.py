@@ -1,4 +1,6 @@
-"""The protocols every backend implements (DESIGN.md, 'Interfaces that keep backends swappable')."""
+"""The protocols every backend implements. They are narrow on purpose (messages in, texts or NLLs out; examples
+in, a verified adapter directory out), so the method's phases never see which engine or trainer runs them and
+hf/peft (CPU, any GPU) and vLLM/LLaMA-Factory (GPU throughput) stay swappable by config alone."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -82,7 +82,8 @@ def _pct(v) -> str:
 
 def history_markdown(name: str, rows: list[dict], chart: bytes | None) -> str:
     lines = [f"# SemiEvol evolution `{name}`", "",
-             f"{len(rows)} round run(s); the chart shows every one, oldest first.", ""]
+             f"{len(rows)} round run(s); the chart shows every one, oldest first, the table the newest first.",
+             ""]
     if chart:
         lines += [f"![history of evolution {name}]({data_uri(chart)})", ""]
     shown = rows[-HISTORY_TABLE_ROWS:][::-1]

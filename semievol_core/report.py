@@ -166,9 +166,10 @@ def history_chart(rows: list[dict], title: str) -> bytes:
         top.scatter(*zip(*promoted), color="#2a9d8f", s=40, zorder=3, label="promoted")
     if refused:
         top.scatter(*zip(*refused), color="#e76f51", marker="x", s=50, zorder=3, label="not promoted")
-    top.set_ylim(0, 105)
+    top.set_ylim(0, 125)
+    top.set_yticks([0, 20, 40, 60, 80, 100])
     top.set_ylabel("test accuracy (%)")
-    top.legend(fontsize=8, loc="lower right")
+    top.legend(fontsize=7, loc="upper center", ncol=4)
     top.set_title(title, fontsize=11)
     width = 0.27
     bars = (("new_rows", "new rows", "#adb5bd"), ("pool", "pseudo-labeled", "#457b9d"),
@@ -176,8 +177,9 @@ def history_chart(rows: list[dict], title: str) -> bytes:
     for k, (key, label, color) in enumerate(bars):
         bottom.bar([i + (k - 1) * width for i in x], [r.get(key) or 0 for r in rows], width=width, label=label,
                    color=color)
+    bottom.set_ylim(0, 1.4 * max([1] + [r.get(k) or 0 for r in rows for k, _, _ in bars]))
     bottom.set_ylabel("rows")
-    bottom.legend(fontsize=8)
+    bottom.legend(fontsize=7, loc="upper center", ncol=3)
     step = max(1, n // 12)
     bottom.set_xticks(x[::step])
     bottom.set_xticklabels([str(r.get("date", ""))[:16].replace("T", " ") for r in rows][::step], rotation=30,

@@ -8,7 +8,7 @@ already taken), runs a round, and promotes the evolved adapter only if it beats 
 Both keep a history, one row per round run (`history.json` in the evolution's directory, and a markdown
 artifact with its chart under a key of its own per evolution name); a continuous run also tells the rest of
 the platform what it decided, with a Prefect event (EVENT_PROMOTED or EVENT_REFUSED) that automations can
-react to (deployments/on-promotion.json)."""
+react to (deployments/on-promotion.yaml)."""
 from __future__ import annotations
 
 import time
@@ -21,10 +21,10 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from pydantic import BaseModel, ConfigDict, Field
 
+from semievol_core import report
 from semievol_core.config import Columns, RoundConfig
 from semievol_core.data import Dataset, Record, load_dataset
 from semievol_core.errors import BusyError
-from semievol_core import report
 from semievol_core.store import atomic_path, exclusive, read_json, write_json, write_parquet
 
 from flows.artifacts import history_key, publish_history

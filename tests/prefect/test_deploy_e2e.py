@@ -125,7 +125,7 @@ def test_nightly_sends_gpu_phases_to_the_gpu_pool_and_cancels_an_overlapping_run
     log = prefect_server["home"] / "worker-semievol-cpu.log"
     with get_client(sync_client=True) as client:
         nightly = client.read_deployment_by_name("semievol-evolve-continuous/nightly")
-        assert nightly.concurrency_limit == 1
+        assert nightly.global_concurrency_limit.limit == 1
         assert nightly.concurrency_options.collision_strategy == "CANCEL_NEW"
         assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
         params = nightly.parameters["params"]

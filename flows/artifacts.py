@@ -81,19 +81,20 @@ def _pct(v) -> str:
 
 
 def history_markdown(name: str, rows: list[dict], chart: bytes | None) -> str:
+    modes = sorted({str(r.get("mode")) for r in rows if r.get("mode")})
     lines = [f"# SemiEvol evolution `{name}`", "",
-             f"{len(rows)} round run(s); the chart shows every one, oldest first, the table the newest first.",
-             ""]
+             f"{len(rows)} round run(s) ({', '.join(modes) or '-'}); the chart shows every one, oldest first, "
+             "the table the newest first.", ""]
     if chart:
         lines += [f"![history of evolution {name}]({data_uri(chart)})", ""]
     shown = rows[-HISTORY_TABLE_ROWS:][::-1]
     if len(rows) > len(shown):
         lines += [f"The table shows the latest {len(shown)}; `history.json` in the evolution's directory has all.",
                   ""]
-    lines += ["| date | round | mode | new rows | pool | selected | evolved | incumbent | promoted |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| date (UTC) | round | new rows | pool | selected | evolved | incumbent | promoted |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in shown:
-        lines.append(f"| {str(r.get('date', '-')).replace('T', ' ')} | `{r.get('round')}` | {r.get('mode', '-')} "
+        lines.append(f"| {str(r.get('date', '-'))[:16].replace('T', ' ')} | `{r.get('round')}` "
                      f"| {r.get('new_rows', '-')} | {r.get('pool', '-')} | {r.get('selected', '-')} "
                      f"| {_pct(r.get('evolved_accuracy'))} | {_pct(r.get('incumbent_accuracy'))} "
                      f"| {'yes' if r.get('promoted') else 'no'} |")

@@ -84,9 +84,8 @@ def load_model(path: str, cfg: ModelConfig, dtype: torch.dtype | None = None):
 
 
 def stop_ids(tok) -> list[int]:
-    """Ids that end an assistant turn. SmolLM2's GGUF generation config does not stop at the chat template's
-    end-of-turn (<|im_end|>): decoded without special tokens, the next turn was glued to the answer ("Answer:
-    Bassistant"), the extraction failed silently, and SFT's accuracy fell from 60.7% to 0.2%."""
+    """Ids that end an assistant turn. The GGUF's generation config may not stop at the chat template's
+    end-of-turn; without it the next turn is glued to the answer (DESIGN.md)."""
     ids = {tok.eos_token_id}
     vocab = tok.get_vocab()
     ids |= {vocab[t] for t in _END_OF_TURN if t in vocab}

@@ -16,9 +16,6 @@ from .base import Messages
 from .hf import apply_threads, encode_pair, load_model, load_tokenizer
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# On CPU a batch runs as length-sorted passes of this many examples: compute follows the padded tokens, and
-# FPB's batches of 8 carry 23% padding whole, 9% in two halves; single examples were slower (small matmuls).
-CPU_PASS = 4
 
 
 def verify_adapter(path: Path) -> Path:
@@ -42,26 +39,12 @@ def verify_adapter(path: Path) -> Path:
 class PeftTrainer:
     def __init__(self, model_path: str, model_cfg: ModelConfig, lora: LoraParams, progress: bool = True):
         self.model_path, self.model_cfg, self.lora, self.progress = model_path, model_cfg, lora, progress
-        self.log: list[dict] = []  # per optimizer step of the last train(): loss, seconds since the start
 
     def _batches(self, feats, epoch):
         order = list(range(len(feats)))
         random.Random(self.lora.seed * 7919 + epoch).shuffle(order)
         bs = self.lora.batch_size
         return [[feats[i] for i in order[s:s + bs]] for s in range(0, len(order), bs)]
-
-    def _loss_sum(self, model, batch, pad: int, device) -> torch.Tensor:
-        """Summed cross-entropy over the batch's target tokens. The output layer runs at those
-        positions only (4 of FPB's ~112 tokens): the full-vocabulary logits were ~20% of a training step."""
-        width = max(len(x) for x, _ in batch)
-        ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
-        labels = torch.tensor([y[1:] + [-100] * (width - len(y)) for _, y in batch], device=device)
-        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
-        core = model.get_base_model()
-        hidden = core.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
-        keep = labels != -100
-        logits = core.get_output_embeddings()(hidden[keep]).float()
-        return torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
 
     def train(self, examples: list[tuple[Messages, str]], out_dir: Path) -> Path:
         from peft import LoraConfig, get_peft_model
@@ -88,25 +71,19 @@ class PeftTrainer:
         sched = get_scheduler(lp.scheduler, opt, num_warmup_steps=round(lp.warmup_ratio * total),
                               num_training_steps=total)
         model.train()
-        self.log = []
         bar = Bar(total, "train LoRA", "step", self.progress)
         step, micro, epoch, t0 = 0, 0, 0, time.perf_counter()
         while step < total:
             for batch in self._batches(feats, epoch):
-                # The batch's mean token loss (what transformers' loss is), its gradient summed over passes.
-                n = sum(sum(t != -100 for t in y[1:]) for _, y in batch)
-                if device.type == "cpu":
-                    batch = sorted(batch, key=lambda f: len(f[0]))
-                    passes = [batch[i:i + CPU_PASS] for i in range(0, len(batch), CPU_PASS)]
-                else:
-                    passes = [batch]
-                loss = 0.0
-                for part in passes:
-                    part_sum = self._loss_sum(model, part, tok.pad_token_id, device)
-                    if not torch.isfinite(part_sum):
-                        raise TrainingError(f"loss became {part_sum.item()} at step {step}")
-                    (part_sum / (n * lp.grad_accum)).backward()
-                    loss += part_sum.item() / n
+                width = max(len(x) for x, _ in batch)
+                pad = tok.pad_token_id
+                ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
+                labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
+                mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"loss became {loss.item()} at step {step}")
+                (loss / lp.grad_accum).backward()
                 micro += 1
                 if micro % lp.grad_accum:
                     continue
@@ -114,8 +91,7 @@ class PeftTrainer:
                 sched.step()
                 opt.zero_grad()
                 step += 1
-                self.log.append({"step": step, "loss": loss, "seconds": time.perf_counter() - t0})
-                bar.update(1, loss=round(loss, 4), s_step=round((time.perf_counter() - t0) / step, 1))
+                bar.update(1, loss=round(loss.item(), 4), s_step=round((time.perf_counter() - t0) / step, 1))
                 if step >= total:
                     break
             epoch += 1

@@ -1,9 +1,8 @@
 """transformers + peft: generation with switchable LoRA adapters and teacher-forced scoring.
 
-The CPU default; the same code runs on CUDA (bf16 by default there, and on CPUs with native bf16)."""
+The CPU default; the same code runs on CUDA (bf16 by default there)."""
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
@@ -13,40 +12,18 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ..config import ModelConfig
 from ..progress import Bar
 from ..store import atomic_path
-from . import device_and_dtype
+from . import resolve_device
 from .base import GenRequest, Messages, ScoreRequest
 
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
-_GQA = "semievol_sdpa_gqa"
 
 
-def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-    """transformers' sdpa attention, except that the key/value heads go to torch as they are (enable_gqa).
-    transformers copies them num_key_value_groups times whenever there is a mask (any padding), because CUDA's
-    kernels fall back to slow math with both; on CPU that copy made decoding attention 4x slower (32 sequences
-    of 425 tokens: 29 vs 7 ms a layer), for bit-identical results. Installed on CPU models only."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    if kwargs.get("position_bias") is not None or kwargs.get("cache") is not None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
-    causal = query.shape[2] > 1 and attention_mask is None and getattr(module, "is_causal", True)
-    out = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=causal,
-        enable_gqa=True)
-    return out.transpose(1, 2).contiguous(), None
-
-
-def _use_gqa_attention(model) -> None:
-    """_sdpa_gqa for a CPU model that uses sdpa with grouped key/value heads; others are left as they are."""
-    from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import sdpa_mask
-    c = model.config
-    if (model.device.type != "cpu" or c._attn_implementation != "sdpa"
-            or getattr(c, "num_key_value_heads", None) in (None, c.num_attention_heads)):
-        return
-    AttentionInterface.register(_GQA, _sdpa_gqa)
-    AttentionMaskInterface.register(_GQA, sdpa_mask)
-    model.set_attn_implementation(_GQA)
+def device_and_dtype(cfg: ModelConfig) -> tuple[str, torch.dtype]:
+    device = resolve_device(cfg)
+    if cfg.dtype != "auto":
+        return device, getattr(torch, cfg.dtype)
+    # fp32 beats bf16 on AVX2 CPUs (DESIGN.md); bf16 is the GPU default.
+    return device, torch.bfloat16 if device == "cuda" else torch.float32
 
 
 def apply_threads(cfg: ModelConfig) -> None:
@@ -75,10 +52,10 @@ def load_tokenizer(path: str, cfg: ModelConfig):
     return tok
 
 
-def load_model(path: str, cfg: ModelConfig, dtype: torch.dtype | None = None):
-    device, auto = device_and_dtype(cfg)
+def load_model(path: str, cfg: ModelConfig):
+    device, dtype = device_and_dtype(cfg)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype or auto, trust_remote_code=cfg.trust_remote_code,
+        path, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
         use_safetensors=None if cfg.allow_pickle else True)
     return model.to(device)
 
@@ -124,71 +101,30 @@ class HFEngine:
                  gen_batch_size: int = 32, score_batch_size: int = 16, progress: bool = True,
                  max_length: int = 4096):
         apply_threads(cfg)
-        self.path, self.cfg, self.adapters = model_path, cfg, dict(adapters or {})
         self.tok = load_tokenizer(model_path, cfg)
-        device, self.dtype = device_and_dtype(cfg)
-        self.device = torch.device(device)
-        # Scoring may run in another dtype than generation (fp32 on CPUs with bf16, see device_and_dtype). Each
-        # model is loaded when first used: a phase that only scores never loads the generation one.
-        self.score_dtype = device_and_dtype(cfg, scoring=True)[1]
-        self._models: dict[torch.dtype, torch.nn.Module] = {}
-        self._merged: dict[tuple, dict] = {}  # (model dtype, adapter) -> {LoRA layer: merged weight}
+        self.model = load_model(model_path, cfg)
+        self.device = self.model.device
+        self.adapters = dict(adapters or {})
+        if self.adapters:
+            from peft import PeftModel
+            names = list(self.adapters)
+            self.model = PeftModel.from_pretrained(self.model, self.adapters[names[0]], adapter_name=names[0])
+            for name in names[1:]:
+                self.model.load_adapter(self.adapters[name], adapter_name=name)
+        self.model.eval()
         self.stops = stop_ids(self.tok)
         self.gen_batch_size, self.score_batch_size = gen_batch_size, score_batch_size
         self.progress, self.max_length = progress, max_length
 
-    def _model(self, dtype: torch.dtype):
-        if dtype not in self._models:
-            model = load_model(self.path, self.cfg, dtype)
-            _use_gqa_attention(model)
-            if self.adapters:
-                from peft import PeftModel
-                names = list(self.adapters)
-                model = PeftModel.from_pretrained(model, self.adapters[names[0]], adapter_name=names[0])
-                for name in names[1:]:
-                    model.load_adapter(self.adapters[name], adapter_name=name)
-            self._models[dtype] = model.eval()
-        return self._models[dtype]
-
-    @property
-    def model(self):
-        """The generation model."""
-        return self._model(self.dtype)
-
-    def _use(self, model, adapter: str | None):
+    def _use(self, adapter: str | None):
         """Context in which the model runs with the named adapter, or with none (the base model)."""
+        import contextlib
         if adapter is None:
-            return model.disable_adapter() if self.adapters else contextlib.nullcontext()
+            return self.model.disable_adapter() if self.adapters else contextlib.nullcontext()
         if adapter not in self.adapters:
             raise KeyError(f"adapter {adapter!r} not loaded; have {list(self.adapters)}")
-        conf = model.peft_config[adapter]
-        if self.device.type == "cpu" and not getattr(conf, "use_dora", False) and not conf.modules_to_save:
-            return self._merged_into(model, adapter)
-        model.set_adapter(adapter)
+        self.model.set_adapter(adapter)
         return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def _merged_into(self, model, adapter: str):
-        """The adapter folded into the base weights while the context lasts. Unmerged, LoRA's small matmuls and
-        extra passes over each linear layer's output made CPU prefill 30% slower (SmolLM2, 16 x 537 tokens: 67 vs
-        50 s). Merged weights are kept per adapter (one more copy of the linear weights each) and the base
-        tensors are put back as they were, so the base model's outputs stay bit-identical."""
-        from peft.tuners.lora import LoraLayer
-        key = (model.dtype, adapter)
-        if key not in self._merged:
-            self._merged[key] = {layer: (layer.base_layer.weight + layer.get_delta_weight(adapter))
-                                 .to(layer.base_layer.weight.dtype).detach()
-                                 for layer in model.modules() if isinstance(layer, LoraLayer)
-                                 and adapter in layer.lora_A}
-        base = {layer: layer.base_layer.weight.data for layer in self._merged[key]}
-        with model.disable_adapter():
-            try:
-                for layer, weight in self._merged[key].items():
-                    layer.base_layer.weight.data = weight
-                yield
-            finally:
-                for layer, weight in base.items():
-                    layer.base_layer.weight.data = weight
 
     @torch.inference_mode()
     def generate(self, requests: list[GenRequest], seed: int, desc: str = "generate") -> list[str]:
@@ -206,7 +142,6 @@ class HFEngine:
         if cur:
             batches.append(cur)
         bar = Bar(len(requests), desc, "seq", self.progress)
-        model = self.model
         tokens, t0 = 0, time.perf_counter()
         for b, idx in enumerate(batches):
             req = requests[idx[0]]
@@ -218,8 +153,8 @@ class HFEngine:
             # Seeded per batch: the same requests give the same texts on every run.
             torch.manual_seed(seed * 1_000_003 + b)
             sample = req.temperature > 0
-            with self._use(model, req.adapter):
-                gen = model.generate(
+            with self._use(req.adapter):
+                gen = self.model.generate(
                     input_ids=ids, attention_mask=mask, max_new_tokens=req.max_new_tokens, do_sample=sample,
                     temperature=req.temperature if sample else None, top_k=0 if sample else None,
                     top_p=1.0 if sample else None, eos_token_id=self.stops, pad_token_id=pad)
@@ -238,7 +173,6 @@ class HFEngine:
         order = sorted(range(len(requests)), key=lambda i: (str(requests[i].adapter), -sum(map(len, pairs[i])), i))
         out: list[float | None] = [None] * len(requests)
         bar = Bar(len(requests), desc, "pair", self.progress)
-        model = self._model(self.score_dtype)
         start = 0
         while start < len(order):
             adapter = requests[order[start]].adapter
@@ -247,20 +181,20 @@ class HFEngine:
                    and requests[order[start + len(idx)]].adapter == adapter):
                 idx.append(order[start + len(idx)])
             start += len(idx)
-            with self._use(model, adapter):
-                for i, nll in zip(idx, self._mean_nll(model, [pairs[i] for i in idx])):
+            with self._use(adapter):
+                for i, nll in zip(idx, self._mean_nll([pairs[i] for i in idx])):
                     out[i] = nll
             bar.update(len(idx))
         bar.close()
         return out
 
-    def _mean_nll(self, model, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+    def _mean_nll(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
         width = max(len(p) + len(s) for p, s in pairs)
         pad = self.tok.pad_token_id
         ids = torch.tensor([p + s + [pad] * (width - len(p) - len(s)) for p, s in pairs], device=self.device)
         mask = torch.tensor([[1] * (len(p) + len(s)) + [0] * (width - len(p) - len(s)) for p, s in pairs],
                             device=self.device)
-        core = model.get_base_model() if self.adapters else model
+        core = self.model.get_base_model() if self.adapters else self.model
         hidden = core.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
         # The output layer only at response positions: full-vocabulary logits for a batch cost gigabytes.
         rows, cols, targets = [], [], []

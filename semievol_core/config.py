@@ -80,8 +80,7 @@ class ModelConfig(_Strict):
     base: str = Field(EMBEDDED_MODEL, description="embedded:<name>, a local model directory, or a hub id")
     embedder: str = Field(EMBEDDED_EMBEDDER, description="embedded:all-minilm-l6-v2 or a sentence-transformers dir")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 on CUDA and on CPUs with native bf16 (AVX512_BF16, AMX), float32 on "
-                            "other CPUs (bf16 is emulated there, ~5x slower); NLL scoring stays float32 on CPU")
+        "auto", description="auto: float32 on CPU (faster than bf16 on AVX2), bfloat16 on CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None keeps torch's default")
     trust_remote_code: bool = False

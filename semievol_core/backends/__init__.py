@@ -27,42 +27,6 @@ def resolve_device(cfg: ModelConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cpu_flags() -> set[str]:
-    """The x86 feature flags of this machine's CPU (empty where /proc/cpuinfo has none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def native_bf16(flags: set[str] | None = None) -> bool:
-    """Whether the CPU multiplies bf16 in hardware (AVX512_BF16 or AMX_BF16). Only then is bf16 faster than fp32
-    on CPU: 2.4x on such an EPYC, 4.5x slower on an AVX2 one, where torch emulates it (benchmarks/round_speed.py)."""
-    if flags is None:
-        flags = cpu_flags()
-        if not flags:  # no /proc/cpuinfo: ask torch (x86 only)
-            import torch
-            return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def device_and_dtype(cfg: ModelConfig, scoring: bool = False, flags: set[str] | None = None):
-    """(device, torch dtype). auto: bf16 on CUDA; on CPU bf16 where the CPU has it natively, fp32 elsewhere.
-    scoring=True keeps fp32 on CPU under auto: selection thresholds NLLs, and fp32 ones are the same on every
-    CPU (bf16 moved them by ~1e-2, see README Benchmarks), while scoring is ~5% of a round."""
-    import torch
-    device = resolve_device(cfg)
-    if cfg.dtype != "auto":
-        return device, getattr(torch, cfg.dtype)
-    if device == "cuda":
-        return device, torch.bfloat16
-    return device, torch.bfloat16 if not scoring and native_bf16(flags) else torch.float32
-
-
 def _cuda(cfg: RoundConfig) -> bool:
     return resolve_device(cfg.model) == "cuda"
 

@@ -60,7 +60,7 @@ def test_embedded_gguf_converts_to_a_safetensors_directory(tmp_path):
 
 def test_model_paths_are_checked(tmp_path):
     from semievol_core import InputError
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match=r"missing: row -, field model.base: model directory not found"):
         resolve_model(ModelConfig(base=str(tmp_path / "missing")))
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")

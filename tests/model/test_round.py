@@ -36,6 +36,8 @@ def test_every_file_present_and_readable(fpb_round):
     assert set(manifest["phases"]) >= {"warm_up", "retrieve", "collaborate", "justify", "select", "evolve",
                                        "evaluate", "report"}
     assert set(manifest["fingerprints"]) == {"labeled", "unlabeled", "test"}
+    assert manifest["backends"] == {"generator": "hf", "trainer": "peft"}
+    assert cand["response"].str.len().gt(0).mean() > 0.9
     assert not list(root.rglob(".*tmp-*"))  # no temporary leftovers
 
 
@@ -102,6 +104,7 @@ def test_round_card_reports_accuracies(fpb_round):
     assert 0 <= pa["selected"]["accuracy"] <= 1
     ev = result.metrics["evaluation"]
     assert {"base", "warm", "evolved"} == set(ev) and all(v["n"] == 16 for v in ev.values())
+    assert ev["warm"]["extraction_failure_rate"] <= 0.25  # the warm-up taught the answer format
 
 
 def test_score_shards_through_fsspec_storage_give_the_round_s_nll(fpb_round, tmp_path):

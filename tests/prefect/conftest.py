@@ -69,3 +69,13 @@ def small_data(tmp_path_factory, samples):
     for split, n in (("labeled", 8), ("unlabeled", 12), ("test", 8)):
         _copy_rows(samples / "fpb" / f"{split}.csv", d / f"{split}.csv", n)
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, samples):
+    """FPB: 8 labeled, 6 unlabeled, 4 test, for the tests about where, when and how often phases run (crashes,
+    dispatch), which start many processes and rounds."""
+    d = tmp_path_factory.mktemp("tiny")
+    for split, n in (("labeled", 8), ("unlabeled", 6), ("test", 4)):
+        _copy_rows(samples / "fpb" / f"{split}.csv", d / f"{split}.csv", n)
+    return d

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import browser
+import pandas as pd
 import pytest
 from browser import screenshot
 from conftest import ARTIFACTS, PREFECT
@@ -244,15 +245,28 @@ def test_history_artifact_has_one_row_per_run_under_one_key(evolution):
     assert (evolution["home"] / "history.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_iterative_evolution_keeps_a_history_too(evolution, small_data):
-    """Its first round has the inputs of the continuous run's first round: a cache hit."""
+def test_iterative_rounds_grow_the_labeled_set_and_keep_a_history(evolution, small_data):
+    """Two iterative rounds; the first has the inputs of the continuous run's first round: a cache hit."""
     raw = small_config(small_data, evolution["runs_dir"], None)
-    metrics = evolve_iterative(EvolveParams(round=parse_config(raw), max_rounds=1, name=f"{EVOLUTION}-it"))
-    (row,) = json.loads((evolution["runs_dir"] / f"{EVOLUTION}-it" / "history.json").read_text())
-    assert row["mode"] == "iterative" and row["round"] == f"{EVOLUTION}-it-r1" and row["promoted"] is True
-    assert row["evolved_accuracy"] == metrics[0]["evaluation"]["evolved"]["accuracy"]
-    (artifact,) = _latest(history_key(f"{EVOLUTION}-it"))
-    assert PNG in artifact.data and f"`{EVOLUTION}-it-r1`" in artifact.data
+    name = f"{EVOLUTION}-it"
+    metrics = evolve_iterative(EvolveParams(round=parse_config(raw), max_rounds=2, name=name))
+    assert len(metrics) == 2
+    first, second = metrics
+    chosen = first["selection"]["selected"]
+    assert first["counts"] == {"labeled": 8, "unlabeled": 12, "test": 8} and chosen > 0
+    # round 2: labeled + selected as labeled, what was left as unlabeled
+    assert second["counts"] == {"labeled": 8 + chosen, "unlabeled": 12 - chosen, "test": 8}
+    nxt = pd.read_parquet(evolution["runs_dir"] / f"{name}-r1" / "next_labeled.parquet")
+    assert nxt["id"].is_unique and len(nxt) == 8 + chosen
+    rows = json.loads((evolution["runs_dir"] / name / "history.json").read_text())
+    assert [r["round"] for r in rows] == [f"{name}-r1", f"{name}-r2"]
+    accs = [m["evaluation"]["evolved"]["accuracy"] for m in metrics]
+    assert [r["evolved_accuracy"] for r in rows] == accs and all(r["mode"] == "iterative" for r in rows)
+    # "promoted" in iterative mode: the round beat the best one before it (the first has none)
+    assert rows[0]["promoted"] is True and rows[1]["incumbent_accuracy"] == accs[0]
+    assert rows[1]["promoted"] == (accs[1] > accs[0])
+    latest = _latest(history_key(name))[-1]
+    assert PNG in latest.data and f"`{name}-r1`" in latest.data and f"`{name}-r2`" in latest.data
 
 
 def _card(round_name: str):

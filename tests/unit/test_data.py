@@ -140,9 +140,16 @@ def test_nothing_written_when_validation_fails(tmp_path):
 
 
 def test_splits_subsample_is_seeded():
-    cfg = parse_config({"data": {"labeled": str(SAMPLES / "fpb" / "labeled.csv"),
-                                 "unlabeled": str(SAMPLES / "fpb" / "unlabeled.csv"),
-                                 "limit_labeled": 10, "limit_unlabeled": 20}}).data
+    raw = {"data": {"labeled": str(SAMPLES / "fpb" / "labeled.csv"),
+                    "unlabeled": str(SAMPLES / "fpb" / "unlabeled.csv"), "limit_labeled": 10, "limit_unlabeled": 20}}
+    cfg = parse_config(raw).data
     a, b = load_splits(cfg), load_splits(cfg)
-    assert [r.id for r in a["labeled"].records] == [r.id for r in b["labeled"].records]
+    ids = [r.id for r in a["labeled"].records]
+    assert ids == [r.id for r in b["labeled"].records]
     assert len(a["labeled"]) == 10 and len(a["unlabeled"]) == 20
+    full = [r.id for r in load_splits(parse_config({"data": {**raw["data"], "limit_labeled": None}}).data)[
+        "labeled"].records]
+    assert ids != full[:10] and [i for i in full if i in ids] == ids  # a sample, kept in file order
+    other = load_splits(parse_config({"data": {**raw["data"], "sample_seed": 1}}).data)
+    assert [r.id for r in other["labeled"].records] != ids
+    assert [r.id for r in other["unlabeled"].records] != [r.id for r in a["unlabeled"].records]

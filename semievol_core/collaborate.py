@@ -13,7 +13,7 @@ from . import backends, prompts, shards
 from .answers import extract, format_answer
 from .backends.base import GenRequest
 from .config import MethodParams
-from .context import RoundContext
+from .context import Phase, RoundContext
 from .store import digest, write_json, write_parquet
 
 
@@ -159,3 +159,9 @@ def justify(ctx: RoundContext) -> list[Path]:
     columns = ["id", "candidate_answers", "agreement", "justified", "response", "answer", "pseudo_response"]
     write_parquet(ctx.rd.justified, pd.DataFrame(kept, columns=columns))
     return [ctx.rd.justified, write_json(ctx.rd.justify_summary, summary)]
+
+
+INFER = Phase("collaborate", infer, splits=("labeled", "unlabeled"), upstream=("warm_up", "retrieve"),
+              outputs=("candidates",), reads=("method", "data.task", "model", "backend", "progress"))
+JUSTIFY = Phase("justify", justify, splits=("unlabeled",), upstream=("warm_up", "collaborate"),
+                outputs=("justified", "justify_summary"), reads=("method", "data.task", "model", "backend", "progress"))

@@ -9,7 +9,7 @@ import pandas as pd
 from . import backends, prompts
 from .answers import extract, is_correct
 from .backends.base import GenRequest
-from .context import RoundContext
+from .context import Phase, RoundContext
 from .data import Dataset
 from .store import write_json, write_parquet
 
@@ -55,3 +55,7 @@ def evaluate(ctx: RoundContext) -> list[Path]:
     adapters = {k: v for k, v in adapters.items() if k == "base" or v}
     metrics, preds = evaluate_models(ctx.cfg, ctx.model_path, ctx.splits["test"], adapters, ctx.cfg.method.seed)
     return [write_parquet(ctx.rd.predictions, preds), write_json(ctx.rd.evaluation, metrics)]
+
+
+EVALUATE = Phase("evaluate", evaluate, splits=("test",), upstream=("warm_up", "evolve"),
+                 outputs=("predictions", "evaluation"), reads=("method", "data.task", "model", "backend", "progress"))

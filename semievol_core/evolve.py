@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import backends, prompts
-from .context import RoundContext
+from .context import Phase, RoundContext
 
 
 def training_set(ctx: RoundContext) -> list:
@@ -22,3 +22,7 @@ def training_set(ctx: RoundContext) -> list:
 
 def evolve(ctx: RoundContext) -> list[Path]:
     return [backends.trainer(ctx.cfg, ctx.model_path).train(training_set(ctx), ctx.rd.evolved_adapter)]
+
+
+EVOLVE = Phase("evolve", evolve, splits=("labeled", "unlabeled"), upstream=("select",), outputs=("evolved_adapter",),
+               reads=("data.task", "model", "lora", "backend.trainer", "backend.llamafactory", "progress"))

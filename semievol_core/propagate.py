@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import backends, prompts
-from .context import RoundContext
+from .context import Phase, RoundContext
 from .models import resolve_embedder
 from .progress import Bar
 from .retrieval import build_index, knn_stream, save_index
@@ -40,3 +40,11 @@ def retrieve(ctx: RoundContext) -> list[Path]:
     bar.close()
     df = pd.DataFrame({"id": [r.id for r in unlabeled], "neighbor_ids": ids, "neighbor_scores": scores})
     return [ctx.rd.index, write_parquet(ctx.rd.neighbors, df)]
+
+
+WARM_UP = Phase("warm_up", warm_up, splits=("labeled",), outputs=("warm_adapter",),
+                reads=("method.warmup", "data.task", "model", "lora", "backend.trainer", "backend.llamafactory",
+                       "progress"))
+RETRIEVE = Phase("retrieve", retrieve, splits=("labeled", "unlabeled"), outputs=("index", "neighbors"),
+                 reads=("method.retrieval", "method.k", "model.embedder", "model.device", "model.dtype",
+                        "model.trust_remote_code", "model.allow_pickle", "backend.embed_batch_size", "progress"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .answers import is_correct
-from .context import RoundContext
+from .context import Phase, RoundContext
 from .store import atomic_path, read_json, write_json, write_text
 
 NLL_HISTOGRAM, ACCURACY_CHART = "nll_histogram.png", "accuracy.png"
@@ -235,3 +235,9 @@ def card(ctx: RoundContext, metrics: dict, charts: list[str] = ()) -> str:
     lines += [f"| {k} | {metrics['seconds'][k]} |" if k not in cached else f"| {k} | cached (round {cached[k]}) |"
               for k in PHASE_ORDER if k in metrics["seconds"]]
     return "\n".join(lines) + "\n"
+
+
+# Not cached (it runs in the flow itself, in seconds); declared like the others all the same.
+REPORT = Phase("report", write, splits=("labeled", "unlabeled", "test"),
+               upstream=("retrieve", "collaborate", "justify", "select", "evaluate"), outputs=("metrics", "card"),
+               reads=("name", "data", "model", "method", "lora", "backend", "progress"))

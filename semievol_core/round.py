@@ -17,16 +17,9 @@ from .errors import InputError
 from .models import resolve_embedder, resolve_model
 from .store import RoundDir, read_json
 
-PHASES = [
-    ("warm_up", propagate.warm_up),
-    ("retrieve", propagate.retrieve),
-    ("collaborate", collaborate.infer),
-    ("justify", collaborate.justify),
-    ("select", select.score_and_select),
-    ("evolve", evolve.evolve),
-    ("evaluate", evaluate.evaluate),
-    ("report", report.write),
-]
+# In order; each declares what it reads and writes beside its code.
+PHASES = [propagate.WARM_UP, propagate.RETRIEVE, collaborate.INFER, collaborate.JUSTIFY, select.SELECT,
+          evolve.EVOLVE, evaluate.EVALUATE, report.REPORT]
 
 
 @dataclass
@@ -80,6 +73,6 @@ def run_round(cfg: RoundConfig) -> RoundResult:
     ctx = prepare(cfg)
     with ctx.rd.lock():
         ctx.rd.create(manifest(ctx))
-        for name, fn in PHASES:
-            run_phase(ctx, name, fn)
+        for phase in PHASES:
+            run_phase(ctx, phase.name, phase.run)
     return RoundResult(ctx.rd.root, read_json(ctx.rd.metrics))

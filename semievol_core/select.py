@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import backends, prompts, shards
 from .backends.base import ScoreRequest
-from .context import RoundContext
+from .context import Phase, RoundContext
 from .store import digest, write_json, write_parquet
 
 
@@ -80,3 +80,7 @@ def score_and_select(ctx: RoundContext) -> list[Path]:
     out = [write_parquet(ctx.rd.pseudo_labels, pl), write_json(ctx.rd.selection, summary)]
     shards.clean(ctx.rd.root.joinpath(*CHUNK_DIR))
     return out
+
+
+SELECT = Phase("select", score_and_select, splits=("unlabeled",), upstream=("warm_up", "justify"),
+               outputs=("pseudo_labels", "selection"), reads=("method", "data.task", "model", "backend", "progress"))

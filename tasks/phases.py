@@ -3,6 +3,7 @@ data; the cache key comes from content (data fingerprints, the config sections t
 upstream digests, the library's code) plus the task's own source."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -27,24 +28,20 @@ from semievol_core.store import RoundDir, digest
 from tasks.retry import GPU_TASK, halvings, is_oom, note_oom
 from tasks.shards import fan_out, write_record
 
-PHASE_FNS = dict(PHASES)
+SPECS = {p.name: p for p in PHASES}
+PHASE_FNS = {p.name: p.run for p in PHASES}
+# Config fields that change where or how a phase runs but never its result, so they stay out of every cache key:
+# sharding is proven to give the unsharded result (tests/prefect/test_shards.py), and progress bars, re-dispatch
+# and time limits do not touch the numbers.
+NOT_IN_KEY = ("progress", "backend.shards", "backend.shard_storage", "backend.dispatch_attempts",
+              "backend.gpu_timeout_s")
 # The phases a sharded round spreads over the GPU pool: their chunk plans, one shard's work, where the chunks go.
 SHARDED = {"collaborate": (collaborate.chunk_plan, collaborate.infer_shard, collaborate.CHUNK_DIR),
            "select": (select.chunk_plan, select.score_shard, select.CHUNK_DIR)}
 # What a shard run reads from the round directory (pushed to backend.shard_storage when that is set).
 SHARD_INPUTS = {"collaborate": ["warm_adapter", "retrieval/neighbors.parquet"],
                 "select": ["warm_adapter", "justified.parquet"]}
-# What each phase reads besides its own config sections: upstream phases and data splits.
-UPSTREAM = {"warm_up": [], "retrieve": [], "collaborate": ["warm_up", "retrieve"],
-            "justify": ["warm_up", "collaborate"], "select": ["warm_up", "justify"], "evolve": ["select"],
-            "evaluate": ["warm_up", "evolve"]}
-SECTIONS = {"warm_up": ["model", "lora", "method.warmup"], "retrieve": ["model.embedder", "method", "backend"],
-            "collaborate": ["model", "method", "backend"], "justify": ["model", "method", "backend"],
-            "select": ["model", "method", "backend"], "evolve": ["model", "lora"],
-            "evaluate": ["model", "method", "backend"]}
-SPLITS = {"warm_up": ["labeled"], "retrieve": ["labeled", "unlabeled"], "collaborate": ["labeled", "unlabeled"],
-          "justify": ["unlabeled"], "select": ["unlabeled"], "evolve": ["labeled", "unlabeled"],
-          "evaluate": ["test"]}
+
 
 
 def result_storage() -> Path | str:
@@ -106,11 +103,29 @@ def _section(cfg: dict, dotted: str):
     return cfg
 
 
+def _keyed(config: dict, reads: tuple[str, ...]) -> dict:
+    """The declared fields of a phase, less NOT_IN_KEY."""
+    out = {}
+    for r in reads:
+        if any(r == n or r.startswith(n + ".") for n in NOT_IN_KEY):
+            continue
+        value = copy.deepcopy(_section(config, r))
+        for n in NOT_IN_KEY:
+            if n.startswith(r + "."):
+                inner = value
+                *parents, leaf = n[len(r) + 1:].split(".")
+                for part in parents:
+                    inner = inner.get(part, {})
+                inner.pop(leaf, None)
+        out[r] = value
+    return out
+
+
 def phase_key(phase: str, config: dict, fingerprints: dict, upstream: dict) -> str:
-    parts = {"phase": phase, "code": CODE_VERSION,
-             "config": {s: _section(config, s) for s in SECTIONS[phase]},
-             "data": {s: fingerprints.get(s) for s in SPLITS[phase]},
-             "upstream": {u: upstream[u] for u in UPSTREAM[phase]}}
+    spec = SPECS[phase]
+    parts = {"phase": phase, "code": CODE_VERSION, "config": _keyed(config, spec.reads),
+             "data": {s: fingerprints.get(s) for s in spec.splits},
+             "upstream": {u: upstream[u] for u in spec.upstream}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

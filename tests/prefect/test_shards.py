@@ -121,11 +121,16 @@ def test_two_rounds_on_one_gpu_slot_with_a_killed_worker(prefect_server, tiny_da
     killed = None
     try:
         started = datetime.now(timezone.utc)
+        # backend.shards is not in the cache key (the result does not depend on it), so the sharded round keeps
+        # the results of the phases it computes itself (the sharded parents) apart: otherwise whichever round
+        # got there first would hand the other its candidates and NLLs, and the comparison below would be void.
+        own = {"unsharded": env, "sharded": {**env, "SEMIEVOL_RESULTS": str(runs / ".sharded-results")}}
         for name, cli in (("unsharded", ["-m", "flows.cli"]), ("sharded", ["tests/prefect/faulty_round.py"])):
             log = tmp_path / f"{name}.log"
             rounds[name] = (subprocess.Popen(
                 [sys.executable, *cli, "round", "--config", str(tmp_path / f"{name}.yaml"), "--gpu-deployment",
-                 "semievol-phase/gpu"], env=env, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT), log)
+                 "semievol-phase/gpu"], env=own[name], cwd=REPO, stdout=log.open("wb"),
+                stderr=subprocess.STDOUT), log)
         deadline = time.monotonic() + 2400
         with get_client(sync_client=True) as client:
             while any(p.poll() is None for p, _ in rounds.values()):
@@ -176,6 +181,8 @@ def test_two_rounds_on_one_gpu_slot_with_a_killed_worker(prefect_server, tiny_da
 
     manifest = json.loads((runs / "sharded" / "manifest.json").read_text())
     assert all(len(manifest["phases"][p]["shard_runs"]) == 2 for p in ("collaborate", "select"))
+    unsharded = json.loads((runs / "unsharded" / "manifest.json").read_text())["phases"]
+    assert not any(unsharded[p].get("cached") for p in ("collaborate", "select"))  # computed by each round
     # Identical to the unsharded round: candidates, pseudo-labels with their NLL, tau and the selection.
     ref_dir, round_dir = runs / "unsharded", runs / "sharded"
     key = ["id", "config"]

@@ -3,8 +3,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -74,29 +72,29 @@ def test_diverged_training_is_refused_as_a_corrupt_adapter(model_path, train_exa
 
 
 def test_killed_training_leaves_no_adapter(model_path, train_examples, tmp_path):
+    """SIGKILL to llamafactory-cli once its first optimizer step is logged (training visibly under way)."""
+    from semievol_core import progress
+
     out = tmp_path / "adapter"
     trainer = LlamaFactoryTrainer(model_path, ModelConfig(), LORA, LlamaFactoryParams(), progress=False)
     killed = []
 
-    def kill_when_training():
-        me = psutil.Process()
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            for child in me.children(recursive=True):
-                try:
-                    if any("llamafactory-cli" in part for part in child.cmdline()):
-                        time.sleep(8)  # inside model loading / training, not at start-up
-                        child.send_signal(signal.SIGKILL)
-                        killed.append(child.pid)
-                        return
-                except psutil.NoSuchProcess:
-                    pass
-            time.sleep(0.2)
+    def kill_at_first_step(desc, done, total, stats):
+        if done < 1 or killed:
+            return
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if any("llamafactory-cli" in part for part in child.cmdline()):
+                    child.send_signal(signal.SIGKILL)
+                    killed.append(child.pid)
+            except psutil.NoSuchProcess:
+                pass
 
-    killer = threading.Thread(target=kill_when_training)
-    killer.start()
-    with pytest.raises(TrainingError, match="killed by signal 9"):
-        trainer.train(train_examples, out)
-    killer.join()
+    progress.add_listener(kill_at_first_step)
+    try:
+        with pytest.raises(TrainingError, match="killed by signal 9"):
+            trainer.train(train_examples, out)
+    finally:
+        progress.remove_listener(kill_at_first_step)
     assert killed
     _no_adapter_left(out)

@@ -6,42 +6,40 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from helpers import small_config
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
 
 from semievol_core import load_config, run_round
 
 pytestmark = [pytest.mark.prefect, pytest.mark.model]
 
 
-def _start(config: Path, name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "round", "--config", str(config), "--name", name],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
-                            start_new_session=True)
+REPO = Path(__file__).resolve().parents[2]
 
 
-def _training_started(since) -> bool:
-    """The warm-up's progress artifact exists once the first optimizer step is done."""
-    with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"])))
-    return any(a.created >= since and "warm_up: train LoRA" in (a.description or "") for a in arts)
+def _start(config: Path, name: str, kill_at: str | None = None) -> subprocess.Popen:
+    """The round's CLI; with kill_at, one that SIGKILLs itself at that point (tests/prefect/killed_round.py)."""
+    cli = [str(REPO / "tests" / "prefect" / "killed_round.py"), kill_at] if kill_at else ["-m", "flows.cli"]
+    log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty run never blocks on a full pipe
+    proc = subprocess.Popen([sys.executable, *cli, "round", "--config", str(config), "--name", name],
+                            stdout=subprocess.DEVNULL, stderr=log, env=os.environ.copy(), start_new_session=True)
+    proc.log = log
+    return proc
 
 
-def _kill_when(proc: subprocess.Popen, ready, timeout: float = 900) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "never reached the kill point"
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def _tail(proc: subprocess.Popen) -> str:
+    proc.log.seek(0)
+    return proc.log.read().decode(errors="replace")[-3000:]
+
+
+def _killed(proc: subprocess.Popen) -> None:
+    rc = proc.wait(timeout=900)
+    assert rc == -signal.SIGKILL, f"exit {rc}, not killed:\n{_tail(proc)}"
 
 
 @pytest.fixture(scope="module")
@@ -62,30 +60,26 @@ def test_killed_round_resumes_to_the_uninterrupted_result(config, tmp_path):
     runs = config.parent / "runs"
     crash = runs / "crash"
 
-    # 1. Kill during warm-up training, after its first optimizer step.
-    from datetime import datetime, timezone
-    since = datetime.now(timezone.utc)
-    proc = _start(config, "crash")
-    _kill_when(proc, lambda: _training_started(since))
+    # 1. Killed during warm-up training, right after its first optimizer step.
+    _killed(_start(config, "crash", "train-step"))
     assert not (crash / "warm_adapter").exists()
 
-    # 2. Re-run, kill during collaborative inference once two shards are on disk.
+    # 2. Re-run, killed during collaborative inference right after its second chunk (of three) is saved.
     shards = crash / "shards" / "collaborate"
-    proc = _start(config, "crash")
-    _kill_when(proc, lambda: len(list(shards.glob("*.parquet"))) >= 2)
+    _killed(_start(config, "crash", "chunk-2"))
     done = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
-    assert not (crash / "candidates.parquet").exists()
+    assert len(done) == 2 and not (crash / "candidates.parquet").exists()
     assert not [p for p in crash.iterdir() if p.name.startswith(".warm_adapter")]  # temp dir of the first kill
     warm_mtime = (crash / "warm_adapter" / "adapter_model.safetensors").stat().st_mtime_ns
 
     # 3. Re-run to the end.
     proc = _start(config, "crash")
-    assert proc.wait(timeout=900) == 0, proc.stderr.read().decode()[-3000:]
+    assert proc.wait(timeout=900) == 0, _tail(proc)
     manifest = json.loads((crash / "manifest.json").read_text())
     assert manifest["phases"]["warm_up"].get("cached") and manifest["phases"]["retrieve"].get("cached")
     assert (crash / "warm_adapter" / "adapter_model.safetensors").stat().st_mtime_ns == warm_mtime
     assert manifest["phases"]["collaborate"]["shards"] == 3
-    assert manifest["phases"]["collaborate"]["shards_reused"] >= len(done) >= 2
+    assert manifest["phases"]["collaborate"]["shards_reused"] == len(done) == 2
     assert not shards.exists()
 
     # The same round uninterrupted, through the library (no Prefect cache to lean on).

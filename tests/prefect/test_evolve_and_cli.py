@@ -14,6 +14,7 @@ from helpers import small_config
 
 from flows.evolve import EvolveParams, evolve_continuous
 from semievol_core import parse_config
+from semievol_core.store import exclusive
 
 pytestmark = pytest.mark.prefect
 
@@ -34,25 +35,28 @@ def test_continuous_takes_only_new_rows_and_promotes_on_gain(prefect_server, sma
     assert s1["incumbent"] and s1["rounds"][0]["promoted"]  # the first evolved adapter has no rival
 
     more.iloc[:2].to_csv(unl, mode="a", header=False, index=False)  # 2 rows arrive before the run, 2 while it runs
-    cfg_file = tmp_path / "round.yaml"
-    cfg_file.write_text(yaml.safe_dump(raw))
-    overlap = {}
 
     def arrive_while_running():
         deadline = time.monotonic() + 600
         while len(list((home / "batches").glob("*.parquet"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
         more.iloc[2:4].to_csv(unl, mode="a", header=False, index=False)
-        # A cron run that overlaps this one skips instead of taking the same rows twice.
-        overlap["run"] = _cli("evolve", "--mode", "continuous", "--evolve-name", "nightly", "--config",
-                              str(cfg_file))
 
     helper = threading.Thread(target=arrive_while_running)
     helper.start()
     s2 = evolve_continuous(params)
     helper.join()
-    assert overlap["run"].returncode == 0 and "skipped" in overlap["run"].stdout, overlap["run"].stderr[-2000:]
     assert [r["new_rows"] for r in s2["rounds"]] == [12, 2] and len(s2["taken_ids"]) == 14
+
+    # A cron run that overlaps a running one (here: while the evolution's lock is held, as a run holds it)
+    # skips instead of taking the same rows twice, and says so.
+    cfg_file = tmp_path / "round.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw))
+    before = (home / "state.json").read_bytes()
+    with exclusive(home):
+        overlap = _cli("evolve", "--mode", "continuous", "--evolve-name", "nightly", "--config", str(cfg_file))
+    assert overlap.returncode == 0 and "skipped" in overlap.stdout, overlap.stderr[-2000:]
+    assert (home / "state.json").read_bytes() == before and len(list((home / "batches").glob("*"))) == 2
     second = s2["rounds"][1]
     assert second["promoted"] == (second["evolved_accuracy"] > s1["incumbent"]["accuracy"])
 

@@ -154,3 +154,24 @@ def test_nightly_sends_gpu_phases_to_the_gpu_pool_and_cancels_an_overlapping_run
                                                      "evolve", "evaluate"}
     assert {r.work_pool_name for r in mine} == {"semievol-gpu"} and all(r.state.is_completed() for r in mine)
     assert entry["new_rows"] == 12 and entry["promoted"] is True
+
+
+def test_a_round_name_from_the_ui_is_held_to_the_same_rules(deployed, prefect_server, small_data):
+    """A run started with custom parameters (what the UI's Custom run form sends) and a round name that would
+    escape runs_dir: refused by the server's parameter schema or failed by the flow's validation, naming the
+    field, and nothing is written."""
+    runs, _ = deployed
+    config = small_config(small_data, runs, "../escaped")
+    log = prefect_server["home"] / "worker-semievol-cpu.log"
+    before = sorted(p.name for p in runs.parent.iterdir())
+    with get_client(sync_client=True) as client:
+        round_cpu = client.read_deployment_by_name("semievol-round/round-cpu")
+        try:
+            run = client.create_flow_run_from_deployment(round_cpu.id, parameters={"config": config})
+        except Exception as err:  # refused at the door by the deployment's parameter schema
+            assert "name" in str(err), err
+        else:
+            run = _wait_final(client, run.id, 600, log)
+            assert run.state.is_failed() and "name" in (run.state.message or ""), (run.state.name,
+                                                                                  run.state.message)
+    assert sorted(p.name for p in runs.parent.iterdir()) == before and not (runs.parent / "escaped").exists()

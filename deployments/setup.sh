@@ -2,16 +2,26 @@
 # Once per Prefect server: the work pools, where GPU slots are counted, and the automation that marks silent
 # GPU runs Crashed. Safe to run again (a changed GPUS or CRASH_AFTER_S takes effect).
 # GPUS: how many GPUs the GPU pool's workers have in all (default 1).
-# GPU_POOL_TYPE: the GPU pool's worker type: docker (default), kubernetes, or process (no containers).
+# GPU_POOL_TYPE: the GPU pool's worker type: docker (default), kubernetes (its job template is
+#   deployments/kubernetes-gpu.json: one nvidia.com/gpu per phase, the runs, data and cache volumes), or process
+#   (no containers).
+# GPU_POOL: the GPU pool's name (default semievol-gpu, the name deployments/prefect.yaml uses).
 set -euo pipefail
 GPUS=${GPUS:-1}
+GPU_POOL=${GPU_POOL:-semievol-gpu}
+HERE=$(cd "$(dirname "$0")" && pwd)
 prefect work-pool inspect semievol-cpu >/dev/null 2>&1 || prefect work-pool create semievol-cpu --type process
-prefect work-pool inspect semievol-gpu >/dev/null 2>&1 || \
-  prefect work-pool create semievol-gpu --type "${GPU_POOL_TYPE:-docker}"
+if ! prefect work-pool inspect "$GPU_POOL" >/dev/null 2>&1; then
+  case "${GPU_POOL_TYPE:-docker}" in
+    kubernetes) prefect work-pool create "$GPU_POOL" --type kubernetes \
+                  --base-job-template "$HERE/kubernetes-gpu.json" >/dev/null ;;
+    *) prefect work-pool create "$GPU_POOL" --type "${GPU_POOL_TYPE:-docker}" >/dev/null ;;
+  esac
+fi
 # GPU slots are counted where the runs are: the GPU pool starts at most GPUS flow runs at once (each worker's
 # --limit caps its own machine). A run waiting in the pool's queue holds nothing, and a Crashed run frees its
 # slot at once.
-prefect work-pool set-concurrency-limit semievol-gpu "$GPUS" >/dev/null
+prefect work-pool set-concurrency-limit "$GPU_POOL" "$GPUS" >/dev/null
 # GPU phases that run inside a round's own process (no gpu_deployment, on a machine with a GPU) take a slot of
 # the `gpu` tag limit instead, for as long as they compute.
 prefect concurrency-limit create gpu "$GPUS" >/dev/null
@@ -37,4 +47,4 @@ prefect automation create --from-json "$(cat <<JSON
               "message": "silent for ${CRASH_AFTER_S:-600} s: its worker is gone"}]}
 JSON
 )" >/dev/null
-echo "pool semievol-gpu: $GPUS GPU slots; GPU runs silent for ${CRASH_AFTER_S:-600} s are marked Crashed"
+echo "pool $GPU_POOL: $GPUS GPU slots; GPU runs silent for ${CRASH_AFTER_S:-600} s are marked Crashed"

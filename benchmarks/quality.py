@@ -26,7 +26,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import RESULTS, describe, save  # noqa: E402
+from benchmarks.machine import RESULTS, commit, describe, save  # noqa: E402
 from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
 from semievol_core.data import subsample  # noqa: E402
@@ -46,12 +46,46 @@ def bootstrap(correct: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[flo
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def paired_difference(a: list[int], b: list[int], reps: int = 10_000, seed: int = 0) -> dict:
+    """Accuracy of a minus accuracy of b over the same test items, with a paired bootstrap: each resample draws
+    items (not two independent samples), so what the two models share cancels. 95% percentile interval and the
+    share of resamples where a does not beat b."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError("paired difference needs the same, non-empty test items")
+    diff = a - b
+    idx = np.random.default_rng(seed).integers(0, len(diff), size=(reps, len(diff)))
+    means = diff[idx].mean(axis=1)
+    return {"difference": float(diff.mean()), "ci95": [float(np.percentile(means, 2.5)),
+                                                       float(np.percentile(means, 97.5))],
+            "p_not_better": float((means <= 0).mean()), "n": int(len(diff)), "resamples": reps}
+
+
 def _accuracy(preds: pd.DataFrame, model: str, task: str) -> dict:
-    p = preds[preds["model"] == model]
-    ok = np.array([is_correct(None if pd.isna(a) else a, g, task) for a, g in zip(p["answer"], p["gold"])],
-                  dtype=float)
+    """Accuracy with its interval, the answers given (a model that collapsed onto one label shows it here)
+    and, per test item in id order, whether it was right (for paired differences later)."""
+    p = preds[preds["model"] == model].sort_values("id")
+    answers = [None if pd.isna(a) else a for a in p["answer"]]
+    ok = np.array([is_correct(a, g, task) for a, g in zip(answers, p["gold"])], dtype=float)
     lo, hi = bootstrap(ok)
-    return {"accuracy": float(ok.mean()) if len(ok) else None, "ci95": [lo, hi], "n": int(len(ok))}
+    return {"accuracy": float(ok.mean()) if len(ok) else None, "ci95": [lo, hi], "n": int(len(ok)),
+            "extraction_failure_rate": float(np.mean([a is None for a in answers])) if answers else None,
+            "answers": dict(sorted(Counter("none" if a is None else str(a) for a in answers).items())),
+            "ids": [str(i) for i in p["id"]], "correct": [int(x) for x in ok]}
+
+
+def paired(runs: dict) -> dict:
+    """Paired differences on one dataset's test items: SemiEvol against vanilla and SFT, and against each
+    ablation's evolved model."""
+    sv = runs.get("semievol") or {}
+    ours = sv.get("evolved") or {}
+    pairs = {"semievol - vanilla": sv.get("vanilla"), "semievol - sft": sv.get("sft")}
+    pairs.update({f"semievol - {m}": (runs.get(m) or {}).get("evolved") for m in ABLATIONS if m != "semievol"})
+    out = {}
+    for name, other in pairs.items():
+        if other and "correct" in other and "correct" in ours and other["ids"] == ours["ids"]:
+            out[name] = paired_difference(ours["correct"], other["correct"])
+    return out
 
 
 def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, runs: Path, seed: int,
@@ -85,7 +119,8 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
         seconds = sum(p["seconds"] for p in json.loads((rd / "manifest.json").read_text())["phases"].values())
         preds = pd.read_parquet(rd / "eval_predictions.parquet")
         finished = time.localtime((rd / "metrics.json").stat().st_mtime)
-        entry = {"round": rd.name, "date": time.strftime("%Y-%m-%d", finished), "seconds": round(seconds, 1),
+        entry = {"round": rd.name, "date": time.strftime("%Y-%m-%d", finished), "commit": commit(),
+                 "seconds": round(seconds, 1),
                  "counts": m["counts"],
                  "evolved": _accuracy(preds, "evolved", "choice"),
                  "pseudo_label_accuracy": m.get("pseudo_label_accuracy"),
@@ -179,15 +214,31 @@ def table(result: dict) -> str:
         cells += [_cell(runs.get(m, {}).get("evolved")) for m in methods]
         paper = " / ".join(f"{x:.1f}" for x in PAPER.get(name, ())) or "-"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper} |")
-    lines += ["", "| dataset | method | pseudo-label acc. all | selected | agreement | tau | seconds | date |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| dataset | method | pseudo-label acc. all | selected | agreement | tau | seconds | date | commit |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, runs in datasets.items():
         for method, e in runs.items():
             pla = e.get("pseudo_label_accuracy") or {}
             lines.append(f"| {name} | {method} | {_pct((pla.get('all') or {}).get('accuracy'))} | "
                          f"{_pct((pla.get('selected') or {}).get('accuracy'))} | {_pct(e.get('agreement_rate'))} | "
                          f"{'-' if e.get('tau') is None else round(e['tau'], 4)} | {e['seconds']} | "
-                         f"{e.get('date', '-')} |")
+                         f"{e.get('date', '-')} | {e.get('commit') or '-'} |")
+    diffs = [(name, pair, d) for name, runs in datasets.items() for pair, d in paired(runs).items()]
+    if diffs:
+        lines += ["", "Paired differences on the same test items (accuracy points, 95% paired bootstrap interval, "
+                  "10,000 resamples; p: share of resamples where SemiEvol does not come out ahead):", "",
+                  "| dataset | difference | points | 95% interval | p |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {pair} | {100 * d['difference']:+.1f} | [{100 * d['ci95'][0]:+.1f}, "
+                  f"{100 * d['ci95'][1]:+.1f}] | {d['p_not_better']:.3f} |" for name, pair, d in diffs]
+    dist = [(name, label, acc) for name, runs in datasets.items()
+            for label, acc in (("vanilla", (runs.get("semievol") or {}).get("vanilla")),
+                               ("SFT", (runs.get("semievol") or {}).get("sft")),
+                               *((m, (e or {}).get("evolved")) for m, e in runs.items())) if acc and "answers" in acc]
+    if dist:
+        lines += ["", "Answers given on the test items (a model that collapsed onto one label gives only that one; "
+                  "none: no answer could be read):", "", "| dataset | model | answers | no answer |", "|---|---|---|---|"]
+        lines += [f"| {name} | {label} | " + ", ".join(f"{k}: {v}" for k, v in acc["answers"].items())
+                  + f" | {_pct(acc['extraction_failure_rate'])} |" for name, label, acc in dist]
     m = result["machine"]
     lines += ["", f"Machine: {m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; each round's date above, "
               f"tables drawn {m['date']}."]
@@ -276,6 +327,7 @@ def main(argv=None) -> int:
         p.error(f"no results in {args.out} and no finished round under {args.runs} for these datasets and methods")
     result["majority"] = {n: majority_baseline(args.data, n, args.limit, args.seed) for n in result["datasets"]
                           if (args.data / n / "labeled.csv").is_file()}
+    result["paired"] = {n: paired(r) for n, r in result["datasets"].items()}
     result["seconds"] = round(time.perf_counter() - t0, 1)
     md = table(result)
     save("quality", args.out, result, md)

@@ -1,22 +1,24 @@
-"""Throughput: each figure a ratio of two timings taken in this one run on this one machine.
+"""Throughput: each figure a ratio of two wall times taken in this one run on this one machine, on identical
+requests, repeated (--repeats, default 3, in alternating order) and reported as the median with its spread.
 
     python benchmarks/throughput.py                       # the demo's size: 32 labeled, 64 unlabeled, n=4
     python benchmarks/throughput.py --backends hf vllm    # both generators on the same phase
 
 1. the collaborative inference phase against the bare engine generating the same requests in one call
-   (target: the phase keeps >= 90% of the bare tokens/s);
+   (target: the phase takes <= 1/0.9 of the bare engine's time, i.e. keeps >= 90% of its speed);
 2. one engine for the phase against one engine per configuration pass, as the reference implementation
    does (target: >= 2x faster at n=4);
 3. scoring (the selection phase) as a fraction of the generation phase's time;
 4. a fully cached re-run of a round against its first run, through Prefect (target: <= 5% of the time);
-5. each backend on the same phase.
-Prefect runs as a private ephemeral server under a temporary PREFECT_HOME. Writes throughput.json and
-throughput.md under --out."""
+5. each backend on the same phase, and the engine's start-up time (model and adapters loaded, nothing run).
+The machine's load average at the start is recorded with the figures. Prefect runs as a private ephemeral
+server under a temporary PREFECT_HOME. Writes throughput.json and throughput.md under --out."""
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import RESULTS, describe, save  # noqa: E402
+from benchmarks.machine import RESULTS, commit, describe, load_average, save  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,11 +48,19 @@ def _timed(fn):
     return out, time.perf_counter() - t0
 
 
-def phase_figures(cfg, tok) -> dict:
-    """Ratios 1, 2, 3 and this backend's tokens/s, on one prepared round directory."""
+def spread(values: list[float]) -> dict:
+    v = sorted(values)
+    return {"median": round(float(statistics.median(v)), 3), "min": round(v[0], 3), "max": round(v[-1], 3),
+            "runs": [round(x, 3) for x in values]}
+
+
+def phase_figures(cfg, tok, repeats: int) -> dict:
+    """Ratios 1, 2, 3 and the engine start-up, on one prepared round directory. Every repeat times the phase,
+    the bare engine and the engine-per-configuration design on the same requests, in alternating order so that
+    neither gains from running after the other (caches, thermal state)."""
     from semievol_core import backends, collaborate
-    from semievol_core.round import manifest, prepare, run_phase
     from semievol_core.propagate import retrieve, warm_up
+    from semievol_core.round import manifest, prepare, run_phase
     from semievol_core.select import score_and_select
 
     ctx = prepare(cfg)
@@ -64,35 +74,42 @@ def phase_figures(cfg, tok) -> dict:
     def count(texts):
         return sum(len(tok(t, add_special_tokens=False).input_ids) for t in texts)
 
-    _, t_phase = _timed(lambda: run_phase(ctx, "collaborate", collaborate.infer))
-    import pandas as pd
-    phase_tokens = count(pd.read_parquet(ctx.rd.candidates)["response"])
+    def phase():
+        ctx.rd.candidates.unlink(missing_ok=True)  # nothing reused from the last repeat
+        shutil.rmtree(ctx.rd.root.joinpath(*collaborate.CHUNK_DIR), ignore_errors=True)
+        run_phase(ctx, "collaborate", collaborate.infer)
 
     def bare():
         engine = backends.generator(cfg, ctx.model_path, adapters)
         return engine.generate(requests, seed=cfg.method.seed)
-    texts, t_bare = _timed(bare)
-    bare_tokens = count(texts)
 
     def per_config():  # the reference design: a fresh engine for every configuration pass
-        out = []
         for c, conf in enumerate(configs):
             engine = backends.generator(cfg, ctx.model_path, {"warm": warm} if conf.warm else None)
-            out += engine.generate(requests[c::len(configs)], seed=cfg.method.seed + c)
+            engine.generate(requests[c::len(configs)], seed=cfg.method.seed + c)
             del engine
-        return out
-    texts_pc, t_per_config = _timed(per_config)
 
+    def start():
+        return backends.generator(cfg, ctx.model_path, adapters)
+
+    designs = {"phase": phase, "bare": bare, "per_config": per_config, "engine_start": start}
+    seconds = {k: [] for k in designs}
+    for r in range(repeats):
+        for name in (list(designs) if r % 2 == 0 else list(designs)[::-1]):
+            seconds[name].append(_timed(designs[name])[1])
+            print(f"  repeat {r + 1}: {name} {seconds[name][-1]:.1f} s", flush=True)
+    import pandas as pd
+    phase_tokens = count(pd.read_parquet(ctx.rd.candidates)["response"])
     run_phase(ctx, "justify", collaborate.justify)
     _, t_score = _timed(lambda: run_phase(ctx, "select", score_and_select))
-    phase_tps, bare_tps = phase_tokens / t_phase, bare_tokens / t_bare
-    return {"requests": len(requests), "configurations": len(configs),
-            "seconds": {"phase": round(t_phase, 2), "bare_one_call": round(t_bare, 2),
-                        "engine_per_configuration": round(t_per_config, 2), "score_phase": round(t_score, 2)},
-            "tokens": {"phase": phase_tokens, "bare": bare_tokens, "engine_per_configuration": count(texts_pc)},
-            "tokens_per_s": {"phase": round(phase_tps, 1), "bare": round(bare_tps, 1)},
-            "phase_keeps_of_bare_tokens_per_s": round(phase_tps / bare_tps, 3),
-            "engine_per_phase_speedup": round(t_per_config / t_phase, 2),
+    t_phase = statistics.median(seconds["phase"])
+    return {"requests": len(requests), "configurations": len(configs), "repeats": repeats,
+            "seconds": {k: spread(v) for k, v in seconds.items()},
+            "score_phase_s": round(t_score, 2), "phase_tokens": phase_tokens,
+            "phase_tokens_per_s": round(phase_tokens / t_phase, 1),
+            # per repeat: the bare engine's time over the phase's on the same requests (1.0: no overhead)
+            "phase_keeps_of_bare_speed": spread([b / p for b, p in zip(seconds["bare"], seconds["phase"])]),
+            "engine_per_phase_speedup": spread([c / p for c, p in zip(seconds["per_config"], seconds["phase"])]),
             "scoring_fraction_of_generation": round(t_score / t_phase, 3)}
 
 
@@ -110,21 +127,30 @@ def cached_rerun(cfg) -> dict:
     return {"first_s": round(first, 2), "cached_s": round(again, 2), "cached_fraction": round(again / first, 3)}
 
 
+def _ratio(r: dict, pct: bool = False) -> str:
+    f = (lambda x: f"{100 * x:.0f}%") if pct else (lambda x: f"{x:.2f}x")
+    return f"{f(r['median'])} [{f(r['min'])}, {f(r['max'])}]"
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
-    lines = [f"Throughput ({m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}): "
-             f"{result['size']}", "", "| figure | value | target | met |", "|---|---|---|---|"]
+    lines = [f"Throughput ({m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}, commit "
+             f"{result.get('commit') or '-'}, load average {result.get('load_average_at_start')} at the start): "
+             f"{result['size']}; each ratio the median of {result.get('repeats', 1)} repeats in alternating order, "
+             "[min, max]", "", "| figure | value | target | met |", "|---|---|---|---|"]
     for name, b in result["backends"].items():
-        keep = b["phase_keeps_of_bare_tokens_per_s"]
-        sp = b["engine_per_phase_speedup"]
-        lines += [f"| {name}: phase tokens/s vs bare engine, one call | {100 * keep:.0f}% "
-                  f"({b['tokens_per_s']['phase']} vs {b['tokens_per_s']['bare']} tok/s) | >= 90% | "
-                  f"{'yes' if keep >= 0.9 else 'NO'} |",
-                  f"| {name}: one engine per phase vs one per configuration | {sp:.2f}x | >= 2x | "
-                  f"{'yes' if sp >= 2 else 'NO'} |",
+        keep, sp, sec = b["phase_keeps_of_bare_speed"], b["engine_per_phase_speedup"], b["seconds"]
+        lines += [f"| {name}: phase vs bare engine, same requests, one call (bare time / phase time) | "
+                  f"{_ratio(keep, True)} ({sec['phase']['median']} s vs {sec['bare']['median']} s) | >= 90% | "
+                  f"{'yes' if keep['median'] >= 0.9 else 'NO'} |",
+                  f"| {name}: one engine per phase vs one per configuration | {_ratio(sp)} "
+                  f"({sec['per_config']['median']} s vs {sec['phase']['median']} s) | >= 2x | "
+                  f"{'yes' if sp['median'] >= 2 else 'NO'} |",
+                  f"| {name}: engine start-up (model and adapters loaded) | {sec['engine_start']['median']} s "
+                  f"[{sec['engine_start']['min']}, {sec['engine_start']['max']}] | - | - |",
                   f"| {name}: scoring time / generation time | {100 * b['scoring_fraction_of_generation']:.0f}% | - | - |"]
     if len(result["backends"]) > 1:
-        tps = {k: v["tokens_per_s"]["phase"] for k, v in result["backends"].items()}
+        tps = {k: v["phase_tokens_per_s"] for k, v in result["backends"].items()}
         lines.append("| phase tokens/s by backend | " + ", ".join(f"{k} {v}" for k, v in tps.items()) + " | - | - |")
     c = result.get("cached_rerun")
     if c:
@@ -141,6 +167,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--backends", nargs="+", default=["hf"], choices=["hf", "vllm"])
+    p.add_argument("--repeats", type=int, default=3, help="timings per figure, in alternating order")
     p.add_argument("--skip-cached", action="store_true", help="skip the Prefect cached re-run figure")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -153,14 +180,15 @@ def main(argv=None) -> int:
     from semievol_core.config import ModelConfig
     from semievol_core.models import resolve_model
     tok = load_tokenizer(resolve_model(ModelConfig()), ModelConfig())
-    result = {"benchmark": "throughput", "machine": describe(),
+    result = {"benchmark": "throughput", "machine": describe(), "commit": commit(),
+              "load_average_at_start": load_average(), "repeats": args.repeats,
               "size": f"{args.labeled} labeled, {args.unlabeled} unlabeled, n={args.n}, "
                       f"{args.max_new_tokens} new tokens at most", "backends": {}}
     try:
         for backend in args.backends:
             cfg = _config(args.data, home / "runs", args.labeled, args.unlabeled, args.n, args.max_new_tokens,
                           backend, f"phases-{backend}")
-            result["backends"][backend] = phase_figures(cfg, tok)
+            result["backends"][backend] = phase_figures(cfg, tok, args.repeats)
             print(f"{backend}: {result['backends'][backend]}", flush=True)
         if not args.skip_cached:
             cfg = _config(args.data, home / "runs", args.labeled, args.unlabeled, args.n, args.max_new_tokens,
@@ -172,8 +200,8 @@ def main(argv=None) -> int:
     save("throughput", args.out, result, md)
     print(md)
     b = result["backends"][args.backends[0]]
-    print(f"summary: phase keeps {100 * b['phase_keeps_of_bare_tokens_per_s']:.0f}% of bare tokens/s, engine per "
-          f"phase {b['engine_per_phase_speedup']:.2f}x vs per configuration, scoring "
+    print(f"summary: phase keeps {100 * b['phase_keeps_of_bare_speed']['median']:.0f}% of the bare engine's speed, "
+          f"engine per phase {b['engine_per_phase_speedup']['median']:.2f}x vs per configuration, scoring "
           f"{100 * b['scoring_fraction_of_generation']:.0f}% of generation"
           + (f", cached re-run {100 * result['cached_rerun']['cached_fraction']:.1f}% of the first"
              if "cached_rerun" in result else ""))

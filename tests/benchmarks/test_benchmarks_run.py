@@ -38,6 +38,16 @@ def test_quality_tiny(tmp_path, samples):
         acc = fpb[model]
         assert acc["n"] == 4 and acc["ci95"][0] <= acc["accuracy"] <= acc["ci95"][1]
     assert len(fpb["nll"]["correct"]) + len(fpb["nll"]["wrong"]) == fpb["pseudo_label_accuracy"]["all"]["n"]
+    assert fpb["commit"] and fpb["date"]
+    for model in ("vanilla", "sft", "evolved"):  # the answers given, per model, and each item's outcome
+        acc = fpb[model]
+        assert sum(acc["answers"].values()) == 4 and acc["ids"] == fpb["vanilla"]["ids"]
+        assert sum(acc["correct"]) == round(4 * acc["accuracy"])
+        assert acc["extraction_failure_rate"] == acc["answers"].get("none", 0) / 4
+    for other in ("vanilla", "sft"):
+        pair = got["paired"]["fpb"][f"semievol - {other}"]
+        assert pair["difference"] == pytest.approx(fpb["evolved"]["accuracy"] - fpb[other]["accuracy"])
+        assert pair["n"] == 4 and pair["resamples"] == 10_000
     row = [ln for ln in (tmp_path / "quality.md").read_text().splitlines() if ln.startswith("| fpb |")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
     for i, model in ((2, "vanilla"), (3, "sft"), (4, "evolved")):  # the table shows this run's figures
@@ -70,10 +80,16 @@ def test_throughput_tiny(tmp_path):
     # The Prefect cached re-run figure is left out here: it is a whole extra round, and the cache itself is
     # tested in tests/prefect/test_round_flow.py.
     _run("benchmarks/throughput.py", "--labeled", "8", "--unlabeled", "4", "--n", "2", "--max-new-tokens", "8",
-         "--skip-cached", "--out", str(tmp_path))
+         "--repeats", "2", "--skip-cached", "--out", str(tmp_path))
     got = json.loads((tmp_path / "throughput.json").read_text())
     hf = got["backends"]["hf"]
-    assert hf["requests"] == 8 and hf["configurations"] == 2
-    assert hf["tokens"]["phase"] > 0 and hf["tokens"]["bare"] > 0
-    assert hf["engine_per_phase_speedup"] > 0 and 0 < hf["scoring_fraction_of_generation"]
-    assert "| hf: one engine per phase vs one per configuration |" in (tmp_path / "throughput.md").read_text()
+    assert hf["requests"] == 8 and hf["configurations"] == 2 and hf["repeats"] == 2
+    assert got["commit"] and got["load_average_at_start"] is not None
+    sec = hf["seconds"]
+    assert all(len(sec[k]["runs"]) == 2 and sec[k]["min"] <= sec[k]["median"] <= sec[k]["max"] for k in sec)
+    # each ratio is taken per repeat from the timings stored beside it
+    keep = [round(b / p, 3) for b, p in zip(sec["bare"]["runs"], sec["phase"]["runs"])]
+    assert hf["phase_keeps_of_bare_speed"]["runs"] == pytest.approx(keep, abs=2e-3)
+    assert hf["engine_per_phase_speedup"]["min"] > 0 and 0 < hf["scoring_fraction_of_generation"]
+    md = (tmp_path / "throughput.md").read_text()
+    assert "| hf: one engine per phase vs one per configuration |" in md and "median of 2 repeats" in md

@@ -122,6 +122,12 @@ class MethodParams(_Strict):
     retrieval: bool = Field(True, description="ablation switch: in-context propagation (kNN shots)")
     collaboration: bool = Field(True, description="ablation switch: False = a single configuration (n=1)")
     selection: bool = Field(True, description="ablation switch: False = keep every pseudo-label")
+    # Beyond the paper (both off by default): the global NLL percentile mostly keeps the majority class.
+    selection_scope: Literal["pool", "class"] = Field(
+        "pool", description="pool: one theta percentile over every pseudo-label (the paper); class: theta within "
+                            "each pseudo-labeled class, so the kept set follows the pseudo-label distribution")
+    keep_agreed: bool = Field(False, description="agreement gate (the reference code): pseudo-labels every "
+                                                 "configuration agreed on are kept whatever their NLL")
 
 
 class VllmParams(_Strict):

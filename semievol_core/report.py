@@ -195,6 +195,20 @@ def _pct(x):
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _selection_rule(m) -> str:
+    if not m.selection:
+        return "off (every pseudo-label kept)"
+    if m.selection_scope == "pool":
+        rule = f"NLL at or below the {m.theta:g}th percentile of the pool (the paper's rule)"
+    else:
+        rule = f"NLL at or below the {m.theta:g}th percentile within each pseudo-labeled class"
+    return rule + (", and every record all configurations agreed on" if m.keep_agreed else "")
+
+
+def _classes(counts: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
+
+
 def card(ctx: RoundContext, metrics: dict, charts: list[str] = ()) -> str:
     """The round card in markdown; `charts` are PNG files in the round directory, linked by relative name."""
     cfg, m = ctx.cfg, ctx.cfg.method
@@ -214,6 +228,10 @@ def card(ctx: RoundContext, metrics: dict, charts: list[str] = ()) -> str:
               f"| pseudo-labeled | {s.get('pool', '-')} |",
               f"| selected (NLL <= tau) | {s.get('selected', '-')} |",
               f"| tau | {'-' if s.get('tau') is None else round(s['tau'], 4)} |"]
+    lines += ["", f"Selection: {_selection_rule(m)}" + (
+        f"; pool per class {_classes(s['pool_per_class'])}, selected per class {_classes(s['selected_per_class'])}"
+        if s.get("pool_per_class") is not None else "") + (
+        f"; {s['kept_by_agreement']} kept by the agreement gate alone" if "kept_by_agreement" in s else "") + "."]
     if ev:
         lines += ["", "| model | test accuracy | no answer extracted |", "|---|---|---|"]
         lines += [f"| {k} | {_pct(ev[k]['accuracy'])} | {_pct(ev[k]['extraction_failure_rate'])} |"

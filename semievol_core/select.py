@@ -19,11 +19,38 @@ def threshold(nll: np.ndarray, theta: float) -> float:
 
 
 def select_mask(nll, theta: float, enabled: bool = True) -> tuple[float | None, np.ndarray]:
+    """The paper's rule: keep the pseudo-labels whose NLL is at or below the theta-th percentile of the pool."""
     nll = np.asarray(nll, dtype=np.float64)
     if not enabled or len(nll) == 0:
         return None, np.ones(len(nll), dtype=bool)
     tau = threshold(nll, theta)
     return tau, nll <= tau
+
+
+def select(nll, answers, agreed, theta: float, enabled: bool = True, scope: str = "pool",
+           keep_agreed: bool = False) -> tuple[float | None, dict[str, float], np.ndarray, int]:
+    """Which pseudo-labels evolve trains on: (tau over the pool, tau per class, mask, how many of them only the
+    agreement gate kept).
+
+    scope "pool" is select_mask; "class" applies theta within each pseudo-labeled class, so a class the warm
+    model is less sure of is not crowded out by the majority class's lower NLLs. keep_agreed keeps the records
+    every configuration agreed on whatever their NLL (the reference implementation's gate)."""
+    nll = np.asarray(nll, dtype=np.float64)
+    answers, agreed = np.asarray(answers, dtype=object), np.asarray(agreed, dtype=bool)
+    per_class: dict[str, float] = {}
+    if not enabled or len(nll) == 0 or scope == "pool":
+        tau, mask = select_mask(nll, theta, enabled)
+    else:
+        tau, mask = None, np.zeros(len(nll), dtype=bool)
+        for label in sorted(set(answers)):
+            mine = answers == label
+            per_class[str(label)] = threshold(nll[mine], theta)
+            mask |= mine & (nll <= per_class[str(label)])
+    gated = 0
+    if enabled and keep_agreed:
+        gated = int((agreed & ~mask).sum())
+        mask = mask | agreed
+    return tau, per_class, mask, gated
 
 
 CHUNK_DIR = ("shards", "score")
@@ -72,10 +99,22 @@ def score_and_select(ctx: RoundContext) -> list[Path]:
     scores = shards.merge(plan, ["id", "nll"])
     nll = dict(zip(scores["id"], scores["nll"]))
     pl["nll"] = np.array([nll[i] for i in pl["id"]], dtype=np.float64)
-    tau, mask = select_mask(pl["nll"].to_numpy(), m.theta, m.selection)
+    tau, per_class, mask, gated = select(pl["nll"].to_numpy(), pl["answer"].to_numpy(),
+                                         pl["agreement"].to_numpy(), m.theta, m.selection, m.selection_scope,
+                                         m.keep_agreed)
     pl["selected"] = mask
-    summary = {"theta": m.theta, "tau": tau, "selection_enabled": m.selection, "pool": int(len(pl)),
-               "selected": int(mask.sum()), "scored_by": "warm adapter" if ctx.warm_adapter() else "base model"}
+
+    def per_answer(answers: pd.Series) -> dict[str, int]:
+        return {str(k): int(v) for k, v in answers.value_counts().sort_index().items()}
+
+    summary = {"theta": m.theta, "tau": tau, "selection_enabled": m.selection, "scope": m.selection_scope,
+               "keep_agreed": m.keep_agreed, "pool": int(len(pl)), "selected": int(mask.sum()),
+               "scored_by": "warm adapter" if ctx.warm_adapter() else "base model",
+               "pool_per_class": per_answer(pl["answer"]), "selected_per_class": per_answer(pl.loc[mask, "answer"])}
+    if per_class:
+        summary["tau_per_class"] = per_class
+    if m.keep_agreed:
+        summary["kept_by_agreement"] = gated
     ctx.notes.update(shards=len(plan), shards_reused=len(plan) - computed)
     out = [write_parquet(ctx.rd.pseudo_labels, pl), write_json(ctx.rd.selection, summary)]
     shards.clean(ctx.rd.root.joinpath(*CHUNK_DIR))

@@ -30,6 +30,7 @@ from benchmarks.machine import RESULTS, commit, describe, save  # noqa: E402
 from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
 from semievol_core.data import subsample  # noqa: E402
+from semievol_core.evaluate import paired_difference  # noqa: E402
 
 # The paper's Table 1, Llama-3.1-8B: vanilla / SFT / SemiEvol accuracy (%).
 PAPER = {"fpb": (81.7, 96.2, 96.2), "arc": (81.1, 81.8, 83.4), "pubmedqa": (73.5, 75.0, 76.0)}
@@ -44,21 +45,6 @@ def bootstrap(correct: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[flo
     rng = np.random.default_rng(seed)
     means = rng.choice(correct, size=(reps, len(correct)), replace=True).mean(axis=1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def paired_difference(a: list[int], b: list[int], reps: int = 10_000, seed: int = 0) -> dict:
-    """Accuracy of a minus accuracy of b over the same test items, with a paired bootstrap: each resample draws
-    items (not two independent samples), so what the two models share cancels. 95% percentile interval and the
-    share of resamples where a does not beat b."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) != len(b) or len(a) == 0:
-        raise ValueError("paired difference needs the same, non-empty test items")
-    diff = a - b
-    idx = np.random.default_rng(seed).integers(0, len(diff), size=(reps, len(diff)))
-    means = diff[idx].mean(axis=1)
-    return {"difference": float(diff.mean()), "ci95": [float(np.percentile(means, 2.5)),
-                                                       float(np.percentile(means, 97.5))],
-            "p_not_better": float((means <= 0).mean()), "n": int(len(diff)), "resamples": reps}
 
 
 def _accuracy(preds: pd.DataFrame, model: str, task: str) -> dict:
@@ -236,7 +222,8 @@ def table(result: dict) -> str:
                                *((m, (e or {}).get("evolved")) for m, e in runs.items())) if acc and "answers" in acc]
     if dist:
         lines += ["", "Answers given on the test items (a model that collapsed onto one label gives only that one; "
-                  "none: no answer could be read):", "", "| dataset | model | answers | no answer |", "|---|---|---|---|"]
+                  "none: no answer could be read):", "",
+                  "| dataset | model | answers | no answer |", "|---|---|---|---|"]
         lines += [f"| {name} | {label} | " + ", ".join(f"{k}: {v}" for k, v in acc["answers"].items())
                   + f" | {_pct(acc['extraction_failure_rate'])} |" for name, label, acc in dist]
     m = result["machine"]

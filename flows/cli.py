@@ -43,6 +43,9 @@ def _table(metrics: dict) -> str:
         sel = pa.get("selected") or {}
         lines.append(f"pseudo-label accuracy (gold, report only): all {_pct(pa['all']['accuracy'])}, "
                      f"selected {_pct(sel.get('accuracy'))}")
+    if metrics.get("evolved_vs_warm"):
+        from semievol_core.report import difference_line
+        lines.append(f"\nevolved - warm: {difference_line(metrics['evolved_vs_warm'])}")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import backends, prompts
@@ -26,6 +27,48 @@ def accuracy_report(predicted: list, records: list, task: str) -> dict:
     if cats:
         report["per_category"] = {c: {"n": len(v), "accuracy": sum(v) / len(v)} for c, v in sorted(cats.items())}
     return report
+
+
+def paired_difference(a, b, reps: int = 10_000, seed: int = 0) -> dict:
+    """Accuracy of a minus accuracy of b over the same test items (per-item 0/1 outcomes in the same order), with
+    a paired bootstrap: each resample draws items, not two independent samples, so what the two models share
+    cancels. The 95% percentile interval, and the share of resamples in which a does not come out ahead."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError("a paired difference needs the same, non-empty test items")
+    diff = a - b
+    means = diff[np.random.default_rng(seed).integers(0, len(diff), size=(reps, len(diff)))].mean(axis=1)
+    return {"difference": float(diff.mean()), "ci95": [float(np.percentile(means, 2.5)),
+                                                       float(np.percentile(means, 97.5))],
+            "p_not_better": float((means <= 0).mean()), "n": int(len(diff)), "resamples": reps}
+
+
+def outcomes(preds: pd.DataFrame, model: str, task: str) -> tuple[list[str], list[int]]:
+    """(test ids in order, 1 where the model's answer is right) from eval_predictions.parquet."""
+    p = preds[preds["model"] == model].sort_values("id")
+    return ([str(i) for i in p["id"]],
+            [int(is_correct(None if pd.isna(a) else a, g, task)) for a, g in zip(p["answer"], p["gold"])])
+
+
+def evolved_vs_warm(preds: pd.DataFrame, task: str) -> dict | None:
+    """The evolved model against the warm one on the same test items: what the unlabeled data added."""
+    if not {"warm", "evolved"} <= set(preds["model"]):
+        return None
+    ids_w, warm = outcomes(preds, "warm", task)
+    ids_e, evolved = outcomes(preds, "evolved", task)
+    return paired_difference(evolved, warm) if ids_w == ids_e and ids_w else None
+
+
+def verdict(d: dict) -> str:
+    """One line on what an evolved-minus-warm interval says."""
+    lo, hi = d["ci95"]
+    if lo > 0:
+        return ("the unlabeled data made the model better than the warm-up alone, beyond what chance on these "
+                "items explains")
+    if hi < 0:
+        return "the evolved model is worse than the warm-up alone on these items, beyond chance"
+    return (f"no difference this test split can show: {d['n']} items leave a gap of "
+            f"{100 * max(abs(lo), abs(hi)):.0f} points either way within chance")
 
 
 def evaluate_models(cfg, model_path: str, test: Dataset, adapters: dict[str, str | None],

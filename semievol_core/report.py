@@ -9,6 +9,7 @@ import pandas as pd
 
 from .answers import is_correct
 from .context import Phase, RoundContext
+from .evaluate import evolved_vs_warm, verdict
 from .store import atomic_path, read_json, write_json, write_text
 
 NLL_HISTOGRAM, ACCURACY_CHART = "nll_histogram.png", "accuracy.png"
@@ -47,6 +48,8 @@ def write(ctx: RoundContext) -> list[Path]:
         "selection": _opt(rd.selection),
         "pseudo_label_accuracy": pseudo_label_accuracy(ctx),
         "evaluation": _opt(rd.evaluation),
+        "evolved_vs_warm": evolved_vs_warm(pd.read_parquet(rd.predictions), ctx.task)
+        if rd.predictions.exists() else None,
         "seconds": {k: v["seconds"] for k, v in manifest["phases"].items()},
         "cached": {k: v.get("from_round") for k, v in manifest["phases"].items() if v.get("cached")},
     }
@@ -195,6 +198,12 @@ def _pct(x):
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def difference_line(d: dict) -> str:
+    lo, hi = d["ci95"]
+    return (f"{100 * d['difference']:+.1f} points on {d['n']} test items, 95% paired bootstrap interval "
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}]: {verdict(d)}")
+
+
 def _selection_rule(m) -> str:
     if not m.selection:
         return "off (every pseudo-label kept)"
@@ -236,6 +245,9 @@ def card(ctx: RoundContext, metrics: dict, charts: list[str] = ()) -> str:
         lines += ["", "| model | test accuracy | no answer extracted |", "|---|---|---|"]
         lines += [f"| {k} | {_pct(ev[k]['accuracy'])} | {_pct(ev[k]['extraction_failure_rate'])} |"
                   for k in ("base", "warm", "evolved") if k in ev]
+    d = metrics.get("evolved_vs_warm")
+    if d:
+        lines += ["", f"Evolved minus warm: {difference_line(d)}."]
     if pa:
         lines += ["", "Pseudo-label accuracy against the unlabeled file's gold answers (report only): "
                   f"all {_pct(pa['all']['accuracy'])} (n={pa['all']['n']})"

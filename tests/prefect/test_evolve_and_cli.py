@@ -132,6 +132,9 @@ def test_cli_round_prints_the_result_table(prefect_server, small_data, tmp_path)
     sel = json.loads((tmp_path / "runs" / "cli" / "selection.json").read_text())
     assert f"selected {sel['selected']} at tau {sel['tau']}" in out.stdout
     assert f"round directory: {tmp_path / 'runs' / 'cli'}" in out.stdout
+    d = json.loads((tmp_path / "runs" / "cli" / "metrics.json").read_text())["evolved_vs_warm"]
+    assert d["difference"] == pytest.approx(ev["evolved"]["accuracy"] - ev["warm"]["accuracy"])
+    assert f"evolved - warm: {100 * d['difference']:+.1f} points on 8 test items" in out.stdout
 
 
 def test_cli_evaluate_scores_adapters_on_a_split(prefect_server, small_data, tmp_path):

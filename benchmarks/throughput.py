@@ -148,14 +148,16 @@ def markdown(result: dict) -> str:
                   f"{'yes' if sp['median'] >= 2 else 'NO'} |",
                   f"| {name}: engine start-up (model and adapters loaded) | {sec['engine_start']['median']} s "
                   f"[{sec['engine_start']['min']}, {sec['engine_start']['max']}] | - | - |",
-                  f"| {name}: scoring time / generation time | {100 * b['scoring_fraction_of_generation']:.0f}% | - | - |"]
+                  f"| {name}: scoring time / generation time | {100 * b['scoring_fraction_of_generation']:.0f}% "
+                  "| - | - |"]
     if len(result["backends"]) > 1:
         tps = {k: v["phase_tokens_per_s"] for k, v in result["backends"].items()}
         lines.append("| phase tokens/s by backend | " + ", ".join(f"{k} {v}" for k, v in tps.items()) + " | - | - |")
     c = result.get("cached_rerun")
     if c:
+        met = "yes" if c["cached_fraction"] <= 0.05 else "NO"
         lines.append(f"| fully cached re-run vs first run (Prefect) | {100 * c['cached_fraction']:.1f}% "
-                     f"({c['cached_s']} s vs {c['first_s']} s) | <= 5% | {'yes' if c['cached_fraction'] <= 0.05 else 'NO'} |")
+                     f"({c['cached_s']} s vs {c['first_s']} s) | <= 5% | {met} |")
     return "\n".join(lines) + "\n"
 
 

@@ -28,9 +28,11 @@ SECRET = f"hf_semievolTest{uuid.uuid4().hex}"
 def first_run(prefect_server, small_data, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     raw = small_config(small_data, runs, "pf")
-    # Inputs of its own (the warm-up's key has the LoRA seed, the rest the method seed): rounds of other
-    # test modules must not pre-fill this cache.
+    # Inputs of its own, so that rounds of other test modules cannot pre-fill this cache: the warm-up's key has
+    # the LoRA seed, the later phases' the method seed, and retrieval (whose result depends on neither) its
+    # embedding batch size.
     raw["method"]["seed"] = raw["lora"]["seed"] = 1
+    raw["backend"] = {"embed_batch_size": 128}
     cfg = parse_config(raw)
     Secret(value=SECRET).save("semievol-test-hub-token", overwrite=True)
     state = semievol_round(cfg, secret_env={"HF_TOKEN": "semievol-test-hub-token"}, return_state=True)

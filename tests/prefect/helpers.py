@@ -34,15 +34,16 @@ def small_config(data: Path, runs: Path, name: str) -> dict:
 
 
 def stop_worker(proc: subprocess.Popen, group: bool = False) -> None:
-    """SIGTERM, then SIGKILL after 30 s: a `prefect worker start` process sometimes never finishes its own
-    graceful shutdown (seen with prefect 3.7.7: "Sending SIGINT to the process worker", then no exit), and a
-    test is about the runs the worker took, not how quickly Prefect's worker exits."""
+    """SIGTERM, then SIGKILL after 5 s: a `prefect worker start` process sometimes never finishes its own
+    graceful shutdown (seen with prefect 3.7.7: "Sending SIGINT to the process worker", then no exit; CI spent a
+    minute per module waiting for it), and a test is about the runs the worker took, not how quickly Prefect's
+    worker exits."""
     if proc.poll() is not None:
         return
     send = (lambda sig: os.killpg(proc.pid, sig)) if group else proc.send_signal
     send(signal.SIGTERM)
     try:
-        proc.wait(30)
+        proc.wait(5)
     except subprocess.TimeoutExpired:
         send(signal.SIGKILL)
         proc.wait(30)

@@ -62,6 +62,8 @@ def evolved_vs_warm(preds: pd.DataFrame, task: str) -> dict | None:
 def verdict(d: dict) -> str:
     """One line on what an evolved-minus-warm interval says."""
     lo, hi = d["ci95"]
+    if lo == hi == 0:
+        return "the two are right on exactly the same test items: the unlabeled data changed nothing this split sees"
     if lo > 0:
         return ("the unlabeled data made the model better than the warm-up alone, beyond what chance on these "
                 "items explains")

@@ -49,3 +49,8 @@ def test_the_verdict_says_when_the_split_is_too_small_to_tell():
     d = paired_difference([1, 0, 1, 0], [0, 1, 1, 0])
     assert d["ci95"][0] < 0 < d["ci95"][1]
     assert verdict(d).startswith("no difference this test split can show: 4 items")
+
+
+def test_the_verdict_when_both_are_right_on_the_same_items():
+    d = paired_difference([1, 0, 1], [1, 0, 1])
+    assert verdict(d).startswith("the two are right on exactly the same test items")

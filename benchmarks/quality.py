@@ -30,7 +30,7 @@ from benchmarks.machine import RESULTS, commit, describe, save  # noqa: E402
 from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
 from semievol_core.data import subsample  # noqa: E402
-from semievol_core.evaluate import paired_difference  # noqa: E402
+from semievol_core.evaluate import outcomes, paired_difference  # noqa: E402
 
 # The paper's Table 1, Llama-3.1-8B: vanilla / SFT / SemiEvol accuracy (%).
 PAPER = {"fpb": (81.7, 96.2, 96.2), "arc": (81.1, 81.8, 83.4), "pubmedqa": (73.5, 75.0, 76.0)}
@@ -50,14 +50,14 @@ def bootstrap(correct: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[flo
 def _accuracy(preds: pd.DataFrame, model: str, task: str) -> dict:
     """Accuracy with its interval, the answers given (a model that collapsed onto one label shows it here)
     and, per test item in id order, whether it was right (for paired differences later)."""
-    p = preds[preds["model"] == model].sort_values("id")
-    answers = [None if pd.isna(a) else a for a in p["answer"]]
-    ok = np.array([is_correct(a, g, task) for a, g in zip(answers, p["gold"])], dtype=float)
+    ids, correct = outcomes(preds, model, task)
+    answers = [None if pd.isna(a) else a for a in preds[preds["model"] == model].sort_values("id")["answer"]]
+    ok = np.array(correct, dtype=float)
     lo, hi = bootstrap(ok)
     return {"accuracy": float(ok.mean()) if len(ok) else None, "ci95": [lo, hi], "n": int(len(ok)),
             "extraction_failure_rate": float(np.mean([a is None for a in answers])) if answers else None,
             "answers": dict(sorted(Counter("none" if a is None else str(a) for a in answers).items())),
-            "ids": [str(i) for i in p["id"]], "correct": [int(x) for x in ok]}
+            "ids": ids, "correct": correct}
 
 
 def paired(runs: dict) -> dict:

@@ -7,7 +7,7 @@ from semievol_core.errors import InputError, TrainingError
 from tasks.phases import _halved, _oom_note
 from tasks.retry import is_oom, is_retryable
 
-# vLLM 0.32's own start-up messages (vllm/v1/core/kv_cache_utils.py, vllm/v1/worker/utils.py), abridged.
+# vLLM 0.32's own start-up messages (its KV-cache and worker utility modules), abridged.
 VLLM_NO_CACHE = ValueError("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
                            "when initializing the engine.")
 VLLM_SHORT_CACHE = ValueError("To serve at least one request with the model's max seq len (4096), (0.5 GiB KV "

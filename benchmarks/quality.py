@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import RESULTS, commit, describe, save  # noqa: E402
 from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
+from semievol_core.config import EMBEDDED_MODEL  # noqa: E402
 from semievol_core.data import subsample  # noqa: E402
 from semievol_core.evaluate import outcomes, paired_difference  # noqa: E402
 
@@ -76,12 +77,12 @@ def paired(runs: dict) -> dict:
 
 def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, runs: Path, seed: int,
                 max_new_tokens: int, on_method=lambda name, done: None, report_only: bool = False,
-                earlier: dict | None = None) -> dict:
+                earlier: dict | None = None, model: str = EMBEDDED_MODEL) -> dict:
     """Results per method for one dataset; methods in `earlier` (this dataset's entries of an earlier
     quality.json with the same subsample) are kept as they are."""
     earlier = earlier or {}
     d = data / name
-    base_cfg = {"runs_dir": str(runs), "progress": True,
+    base_cfg = {"runs_dir": str(runs), "progress": True, "model": {"base": model},
                 "data": {"labeled": str(d / "labeled.csv"), "unlabeled": str(d / "unlabeled.csv"),
                          "test": str(d / "test.csv"), "task": "choice", "sample_seed": seed,
                          "limit_labeled": limit, "limit_unlabeled": limit and 3 * limit, "limit_test": limit},
@@ -279,6 +280,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
     p.add_argument("--limit", type=int, help="labeled and test rows per dataset (unlabeled: 3x); all if unset")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=EMBEDDED_MODEL, help="the base model (model.base of the rounds)")
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--runs", type=Path, default=Path("runs") / "bench-quality", help="round directories")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -292,7 +294,8 @@ def main(argv=None) -> int:
             if not (args.data / name / f"{split}.csv").is_file():
                 p.error(f"{args.data / name / f'{split}.csv'} not found")
     t0 = time.perf_counter()
-    result = {"benchmark": "quality", "machine": describe(), "model": "SmolLM2-135M-Instruct",
+    model = "SmolLM2-135M-Instruct" if args.model == EMBEDDED_MODEL else args.model
+    result = {"benchmark": "quality", "machine": describe(), "model": model,
               "subsample": "full splits" if args.limit is None else
               f"seeded subsample (seed {args.seed}): {args.limit} labeled, {3 * args.limit} unlabeled, "
               f"{args.limit} test per dataset, the same for every method; {args.max_new_tokens} new tokens",
@@ -309,7 +312,7 @@ def main(argv=None) -> int:
 
     for name in args.datasets:
         run_dataset(args.data, name, args.methods, args.limit, args.runs, args.seed, args.max_new_tokens,
-                    save_partial, args.report_only, earlier.get(name))
+                    save_partial, args.report_only, earlier.get(name), args.model)
     if not result["datasets"]:
         p.error(f"no results in {args.out} and no finished round under {args.runs} for these datasets and methods")
     result["majority"] = {n: majority_baseline(args.data, n, args.limit, args.seed) for n in result["datasets"]

@@ -31,10 +31,11 @@ from benchmarks.machine import RESULTS, commit, describe, load_average, save  # 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _config(data: Path, runs: Path, labeled: int, unlabeled: int, n: int, tokens: int, backend: str, name: str):
+def _config(data: Path, runs: Path, labeled: int, unlabeled: int, n: int, tokens: int, backend: str, name: str,
+            model: str):
     from semievol_core import parse_config
     return parse_config({
-        "name": name, "runs_dir": str(runs), "progress": False,
+        "name": name, "runs_dir": str(runs), "progress": False, "model": {"base": model},
         "data": {"labeled": str(data / "labeled.csv"), "unlabeled": str(data / "unlabeled.csv"),
                  "test": str(data / "test.csv"), "task": "choice", "limit_labeled": labeled,
                  "limit_unlabeled": unlabeled, "limit_test": labeled},
@@ -136,7 +137,8 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     lines = [f"Throughput ({m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}, commit "
              f"{result.get('commit') or '-'}, load average {result.get('load_average_at_start')} at the start): "
-             f"{result['size']}; each ratio the median of {result.get('repeats', 1)} repeats in alternating order, "
+             f"{result.get('model', 'the embedded SmolLM2')}, {result['size']}; each ratio the median of "
+             f"{result.get('repeats', 1)} repeats in alternating order, "
              "[min, max]", "", "| figure | value | target | met |", "|---|---|---|---|"]
     for name, b in result["backends"].items():
         keep, sp, sec = b["phase_keeps_of_bare_speed"], b["engine_per_phase_speedup"], b["seconds"]
@@ -169,6 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--backends", nargs="+", default=["hf"], choices=["hf", "vllm"])
+    p.add_argument("--model", default=None, help="the base model (model.base); the embedded SmolLM2 if unset")
     p.add_argument("--repeats", type=int, default=3, help="timings per figure, in alternating order")
     p.add_argument("--skip-cached", action="store_true", help="skip the Prefect cached re-run figure")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -181,20 +184,21 @@ def main(argv=None) -> int:
     from semievol_core.backends.hf import load_tokenizer
     from semievol_core.config import ModelConfig
     from semievol_core.models import resolve_model
-    tok = load_tokenizer(resolve_model(ModelConfig()), ModelConfig())
-    result = {"benchmark": "throughput", "machine": describe(), "commit": commit(),
+    model = ModelConfig() if args.model is None else ModelConfig(base=args.model)
+    tok = load_tokenizer(resolve_model(model), model)
+    result = {"benchmark": "throughput", "machine": describe(), "commit": commit(), "model": model.base,
               "load_average_at_start": load_average(), "repeats": args.repeats,
               "size": f"{args.labeled} labeled, {args.unlabeled} unlabeled, n={args.n}, "
                       f"{args.max_new_tokens} new tokens at most", "backends": {}}
     try:
         for backend in args.backends:
             cfg = _config(args.data, home / "runs", args.labeled, args.unlabeled, args.n, args.max_new_tokens,
-                          backend, f"phases-{backend}")
+                          backend, f"phases-{backend}", model.base)
             result["backends"][backend] = phase_figures(cfg, tok, args.repeats)
             print(f"{backend}: {result['backends'][backend]}", flush=True)
         if not args.skip_cached:
             cfg = _config(args.data, home / "runs", args.labeled, args.unlabeled, args.n, args.max_new_tokens,
-                          args.backends[0], "cached")
+                          args.backends[0], "cached", model.base)
             result["cached_rerun"] = cached_rerun(cfg)
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -14,3 +14,10 @@ SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 @pytest.fixture(scope="session")
 def samples() -> Path:
     return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer Llama taught the answer format (tests/tiny_model.py): for tests of orchestration, not quality."""
+    import tiny_model as builder
+    return builder.build(tmp_path_factory.mktemp("tiny-model") / "model")

@@ -26,8 +26,10 @@ def artifacts(flow_run_id) -> list:
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
 
 
-def small_config(data: Path, runs: Path, name: str) -> dict:
+def small_config(data: Path, runs: Path, name: str | None, model: Path | None = None) -> dict:
+    """model: None for the embedded SmolLM2, else a model directory (the tests' tiny model)."""
     return {"name": name, "runs_dir": str(runs), "progress": False,
+            "model": {} if model is None else {"base": str(model)},
             "data": {"labeled": str(data / "labeled.csv"), "unlabeled": str(data / "unlabeled.csv"),
                      "test": str(data / "test.csv")},
             "lora": {"lr": 1e-3, "batch_size": 4}, "method": {"max_new_tokens": 24}}

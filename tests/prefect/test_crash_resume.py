@@ -16,7 +16,7 @@ from helpers import small_config
 
 from semievol_core import load_config, run_round
 
-pytestmark = [pytest.mark.prefect, pytest.mark.model]
+pytestmark = pytest.mark.prefect
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,9 +43,9 @@ def _killed(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def config(prefect_server, tiny_data, tmp_path_factory):
+def config(prefect_server, tiny_data, tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("crash")
-    cfg = small_config(tiny_data, root / "runs", "unused")
+    cfg = small_config(tiny_data, root / "runs", "unused", tiny_model)
     del cfg["name"]
     # Seeds of their own: no other test's cached phases may stand in for this module's work.
     cfg["lora"]["seed"] = 11

@@ -19,13 +19,14 @@ from semievol_core.store import exclusive
 pytestmark = pytest.mark.prefect
 
 
-def test_continuous_takes_only_new_rows_and_promotes_on_gain(prefect_server, small_data, samples, tmp_path):
+def test_continuous_takes_only_new_rows_and_promotes_on_gain(prefect_server, small_data, samples, tiny_model,
+                                                              tmp_path):
     # The first run takes the 12 rows of the shared small data: the inputs of the operator module's first
     # evolution round, so one of the two is a cache hit. More rows come from the full sample file.
     unl = tmp_path / "unlabeled.csv"
     more = pd.read_csv(samples / "fpb" / "unlabeled.csv").iloc[12:16]
     shutil.copy(small_data / "unlabeled.csv", unl)
-    raw = small_config(small_data, tmp_path / "runs", None)
+    raw = small_config(small_data, tmp_path / "runs", None, tiny_model)
     raw["data"]["unlabeled"] = str(unl)
     params = EvolveParams(round=parse_config(raw), mode="continuous", name="nightly")
     home = tmp_path / "runs" / "nightly"
@@ -76,11 +77,11 @@ def test_continuous_takes_only_new_rows_and_promotes_on_gain(prefect_server, sma
     assert len(s4["rounds"]) == 3 and not s4.get("skipped")
 
 
-def test_failed_evolve_training_promotes_nothing(prefect_server, small_data, tmp_path):
+def test_failed_evolve_training_promotes_nothing(prefect_server, small_data, tiny_model, tmp_path):
     """The evolve phase's trainer fails for real (the loss diverges): the round fails with the trainer's
     error, no adapter is left in place, nothing is promoted and the watermark does not move."""
     runs = tmp_path / "runs"
-    raw = small_config(small_data, runs, None)
+    raw = small_config(small_data, runs, None, tiny_model)
     raw["method"].update(warmup=False, retrieval=False)  # evolve is the round's only training
     raw["lora"]["lr"] = 1e30
     params = EvolveParams(round=parse_config(raw), mode="continuous", name="nightly")
@@ -120,9 +121,9 @@ def test_cli_bad_config_is_one_line_and_exit_2(bad, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_cli_round_prints_the_result_table(prefect_server, small_data, tmp_path):
+def test_cli_round_prints_the_result_table(prefect_server, small_data, tiny_model, tmp_path):
     path = tmp_path / "round.yaml"
-    path.write_text(yaml.safe_dump(small_config(small_data, tmp_path / "runs", "cli")))
+    path.write_text(yaml.safe_dump(small_config(small_data, tmp_path / "runs", "cli", tiny_model)))
     out = _cli("round", "--config", str(path))
     assert out.returncode == 0, out.stderr[-3000:]
     ev = json.loads((tmp_path / "runs" / "cli" / "eval.json").read_text())
@@ -137,9 +138,9 @@ def test_cli_round_prints_the_result_table(prefect_server, small_data, tmp_path)
     assert f"evolved - warm: {100 * d['difference']:+.1f} points on 8 test items" in out.stdout
 
 
-def test_cli_evaluate_scores_adapters_on_a_split(prefect_server, small_data, tmp_path):
+def test_cli_evaluate_scores_adapters_on_a_split(prefect_server, small_data, tiny_model, tmp_path):
     path = tmp_path / "round.yaml"
-    path.write_text(yaml.safe_dump(small_config(small_data, tmp_path / "runs", "evalsrc")))
+    path.write_text(yaml.safe_dump(small_config(small_data, tmp_path / "runs", "evalsrc", tiny_model)))
     assert _cli("round", "--config", str(path)).returncode == 0
     adapter = tmp_path / "runs" / "evalsrc" / "evolved_adapter"
     out = _cli("evaluate", "--config", str(path), "--adapter", f"evolved={adapter}", "--out", str(tmp_path / "ev"))

@@ -153,13 +153,13 @@ def _append_rows(src: Path, dst: Path, start: int, stop: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def evolution(prefect_server, automations, small_data, samples, tmp_path_factory):
+def evolution(prefect_server, automations, small_data, samples, tiny_model, tmp_path_factory):
     """Run 1 takes the 12 unlabeled rows of the shared small data and is promoted (there is no incumbent);
     3 rows arrive; run 2 takes them and is refused (min_gain 1: nothing beats an incumbent by 100 points)."""
     d = tmp_path_factory.mktemp("operator")
     unlabeled = d / "unlabeled.csv"
     shutil.copy(small_data / "unlabeled.csv", unlabeled)
-    raw = small_config(small_data, d / "runs", None)
+    raw = small_config(small_data, d / "runs", None, tiny_model)
     raw["data"]["unlabeled"] = str(unlabeled)
     params = EvolveParams(round=parse_config(raw), mode="continuous", name=EVOLUTION, min_gain=1.0)
     runs = []
@@ -245,9 +245,9 @@ def test_history_artifact_has_one_row_per_run_under_one_key(evolution):
     assert (evolution["home"] / "history.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_iterative_rounds_grow_the_labeled_set_and_keep_a_history(evolution, small_data):
+def test_iterative_rounds_grow_the_labeled_set_and_keep_a_history(evolution, small_data, tiny_model):
     """Two iterative rounds; the first has the inputs of the continuous run's first round: a cache hit."""
-    raw = small_config(small_data, evolution["runs_dir"], None)
+    raw = small_config(small_data, evolution["runs_dir"], None, tiny_model)
     name = f"{EVOLUTION}-it"
     metrics = evolve_iterative(EvolveParams(round=parse_config(raw), max_rounds=2, name=name))
     assert len(metrics) == 2

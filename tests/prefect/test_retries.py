@@ -83,11 +83,10 @@ def test_out_of_memory_retries_the_real_phase_with_half_the_batch(prefect_server
     assert runs["warm-up"].run_count == 2
 
 
-@pytest.mark.model
 @pytest.mark.vllm
 @pytest.mark.llamafactory
-def test_out_of_memory_on_vllm_and_llamafactory_retries_with_smaller_batches(prefect_server, samples, tmp_path,
-                                                                              monkeypatch):
+def test_out_of_memory_on_vllm_and_llamafactory_retries_with_smaller_batches(prefect_server, samples, tiny_model,
+                                                                              tmp_path, monkeypatch):
     """A whole round on vLLM + LLaMA-Factory through Prefect, where the real llamafactory-cli fails its first run
     with CUDA's out-of-memory message (a wrapper script) and the first vLLM engine start fails as vLLM does when
     the KV cache does not fit: both phases complete on retry with smaller batches, and the manifest says so."""
@@ -120,6 +119,7 @@ exec '{find_cli(LlamaFactoryParams())}' "$@"
     fpb = samples / "fpb"
     cfg = parse_config({
         "name": "oom-vllm-lf", "runs_dir": str(tmp_path / "runs"), "progress": False,
+        "model": {"base": str(tiny_model)},
         "data": {"labeled": str(fpb / "labeled.csv"), "unlabeled": str(fpb / "unlabeled.csv"),
                  "test": str(fpb / "test.csv"), "limit_labeled": 16, "limit_unlabeled": 8, "limit_test": 8},
         "lora": {"rank": 8, "alpha": 16, "lr": 1e-3, "batch_size": 4, "seed": 2},

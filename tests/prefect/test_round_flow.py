@@ -25,9 +25,9 @@ SECRET = f"hf_semievolTest{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
-def first_run(prefect_server, small_data, tmp_path_factory):
+def first_run(prefect_server, small_data, tiny_model, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    raw = small_config(small_data, runs, "pf")
+    raw = small_config(small_data, runs, "pf", tiny_model)
     # Inputs of its own, so that rounds of other test modules cannot pre-fill this cache: the warm-up's key has
     # the LoRA seed, the later phases' the method seed, and retrieval (whose result depends on neither) its
     # embedding batch size.

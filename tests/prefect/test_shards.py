@@ -38,8 +38,8 @@ def _run(args, env):
     return out.stdout
 
 
-def _config(data, runs, name, **backend):
-    raw = small_config(data, runs, name)
+def _config(data, runs, name, model=None, **backend):
+    raw = small_config(data, runs, name, model)
     raw["method"].update(seed=3, max_new_tokens=16)  # seeds of its own: no other module's cache stands in
     raw["backend"] = {"checkpoint_records": 3, **backend}  # 6 unlabeled records: 2 chunks
     return raw
@@ -92,7 +92,7 @@ def _gpu_task_runs(client, flow_runs) -> list:
     return out
 
 
-def test_two_rounds_on_one_gpu_slot_with_a_killed_worker(prefect_server, tiny_data, tmp_path):
+def test_two_rounds_on_one_gpu_slot_with_a_killed_worker(prefect_server, tiny_data, tiny_model, tmp_path):
     runs = tmp_path / "runs"
     env = {**os.environ, "SEMIEVOL_REPO": str(REPO), "SEMIEVOL_RUNS": str(runs), "SEMIEVOL_DATA": str(tiny_data),
            "SEMIEVOL_GPU_IMAGE": "semievol-gpu:latest", "GPU_POOL_TYPE": "process", "GPUS": "1",
@@ -105,7 +105,7 @@ def test_two_rounds_on_one_gpu_slot_with_a_killed_worker(prefect_server, tiny_da
     # Task results where the GPU pool's runs keep theirs (prefect.yaml), so the rounds share cache hits.
     env["SEMIEVOL_RESULTS"] = str(runs / ".prefect-results")
     for name, backend in (("unsharded", {}), ("sharded", {"shards": 2})):
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(_config(tiny_data, runs, name, **backend)))
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(_config(tiny_data, runs, name, tiny_model, **backend)))
     worker_env = {**env, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "PREFECT_WORKER_QUERY_SECONDS": "2"}
     workers, rounds = [], {}
 

@@ -1,16 +1,18 @@
-"""Quality: test accuracy of vanilla (base), SFT (the warm model), SemiEvol and the four ablations, with
-pseudo-label accuracy, agreement rate and tau, on the paper's splits.
+"""Quality: test accuracy of vanilla (base), SFT (the warm model), SFT with as many optimizer steps as the
+evolved model, SemiEvol and the four ablations, with pseudo-label accuracy, agreement rate and tau, on the
+paper's splits.
 
     python benchmarks/quality.py --data ../shared/data/semievol                # full splits
     python benchmarks/quality.py --data ../shared/data/semievol --limit 64     # one seeded subsample
 
 Each method is a full round (library, no Prefect) over the same seeded subsample, in a round directory named by
-dataset, method, seed and limit: a rerun after an interruption reuses every round that finished with the same
-config. quality.json under --out keeps its results across invocations with the same model, subsample and
-machine: a method it already holds for a dataset is not run again (point --out elsewhere to remeasure), so the
-datasets and ablations can be run one invocation at a time; --report-only runs nothing and redraws the tables
-and plots from what is there. The unlabeled files' gold answers are read only for the report (pseudo-label
-accuracy, the NLL histograms), never by the method.
+dataset, method, seed and limit (sft-steps, the control, is a warm-up and its evaluation only): a rerun after
+an interruption reuses every round that finished with the same config. quality.json under --out keeps its
+results across invocations with the same model, subsample, LoRA recipe and machine: a method it already holds
+for a dataset is not run again (point --out elsewhere to remeasure), so the datasets and ablations can be run
+one invocation at a time; --report-only runs nothing and redraws the tables and plots from what is there. The
+unlabeled files' gold answers are read only for the report (pseudo-label accuracy, the NLL histograms), never
+by the method.
 Writes quality.json, quality.md and PNG plots under --out (default benchmarks/results)."""
 from __future__ import annotations
 
@@ -28,15 +30,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import RESULTS, commit, describe, save  # noqa: E402
 from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
+from semievol_core.propagate import WARM_UP  # noqa: E402
+from semievol_core.round import manifest, prepare, run_phase  # noqa: E402
+from semievol_core.store import write_json, write_parquet  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
 from semievol_core.config import EMBEDDED_MODEL  # noqa: E402
 from semievol_core.data import subsample  # noqa: E402
-from semievol_core.evaluate import outcomes, paired_difference  # noqa: E402
+from semievol_core.evaluate import evaluate_models, outcomes, paired_difference  # noqa: E402
 
 # The paper's Table 1, Llama-3.1-8B: vanilla / SFT / SemiEvol accuracy (%).
 PAPER = {"fpb": (81.7, 96.2, 96.2), "arc": (81.1, 81.8, 83.4), "pubmedqa": (73.5, 75.0, 76.0)}
 ABLATIONS = {"semievol": {}, "no-warmup": {"warmup": False}, "no-retrieval": {"retrieval": False},
              "no-collaboration": {"collaboration": False}, "no-selection": {"selection": False}}
+# The control a reviewer asks for: the evolved model trains on labeled + selected, so more optimizer steps than
+# the warm-up. sft-steps is the warm-up on the labeled data alone, repeated to the evolved model's step count:
+# a gain of SemiEvol over it does not come from the extra steps.
+METHODS = [*ABLATIONS, "sft-steps"]
+OLD_RECIPE = {"lr": 1e-3, "epochs": 2, "batch_size": 4}  # of the results written before the recipe was recorded
+
+
+def final_model(method: str, entry: dict | None) -> dict | None:
+    """The accuracy of the model a method ends with: the evolved one, or for sft-steps its longer SFT."""
+    return (entry or {}).get("sft" if method == "sft-steps" else "evolved")
 
 
 def bootstrap(correct: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -67,7 +82,7 @@ def paired(runs: dict) -> dict:
     sv = runs.get("semievol") or {}
     ours = sv.get("evolved") or {}
     pairs = {"semievol - vanilla": sv.get("vanilla"), "semievol - sft": sv.get("sft")}
-    pairs.update({f"semievol - {m}": (runs.get(m) or {}).get("evolved") for m in ABLATIONS if m != "semievol"})
+    pairs.update({f"semievol - {m}": final_model(m, runs.get(m)) for m in METHODS if m != "semievol"})
     out = {}
     for name, other in pairs.items():
         if other and "correct" in other and "correct" in ours and other["ids"] == ours["ids"]:
@@ -75,9 +90,39 @@ def paired(runs: dict) -> dict:
     return out
 
 
+def matched_steps(cfg, semievol_round: Path):
+    """cfg with lora.epochs set so that the warm-up takes as many optimizer steps as the evolve phase of
+    `semievol_round` took (labeled + selected examples), and that step count."""
+    counts = json.loads((semievol_round / "metrics.json").read_text())["counts"]
+    selected = json.loads((semievol_round / "selection.json").read_text())["selected"]
+    target = cfg.lora.optimizer_steps(counts["labeled"] + selected)
+    per_epoch = cfg.lora.model_copy(update={"epochs": 1}).optimizer_steps(counts["labeled"])
+    epochs = target / per_epoch
+    if cfg.lora.model_copy(update={"epochs": epochs}).optimizer_steps(counts["labeled"]) != target:
+        epochs = float(np.nextafter(epochs, 0))  # per_epoch * epochs rounded up past the target
+    raw = cfg.model_dump(mode="json")
+    raw["lora"]["epochs"] = epochs
+    return parse_config(raw), target
+
+
+def sft_steps_round(cfg) -> None:
+    """The warm-up and the warm model's greedy evaluation, as a round directory of their own."""
+    ctx = prepare(cfg)
+    with ctx.rd.lock():
+        ctx.rd.create(manifest(ctx))
+        run_phase(ctx, "warm_up", WARM_UP.run)
+
+        def evaluate_warm(ctx):
+            metrics, preds = evaluate_models(ctx.cfg, ctx.model_path, ctx.splits["test"],
+                                             {"warm": ctx.warm_adapter()}, ctx.cfg.method.seed)
+            return [write_parquet(ctx.rd.predictions, preds), write_json(ctx.rd.evaluation, metrics)]
+        run_phase(ctx, "evaluate", evaluate_warm)
+
+
 def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, runs: Path, seed: int,
                 max_new_tokens: int, on_method=lambda name, done: None, report_only: bool = False,
-                earlier: dict | None = None, model: str = EMBEDDED_MODEL) -> dict:
+                earlier: dict | None = None, model: str = EMBEDDED_MODEL, lr: float = 1e-3,
+                epochs: float = 2) -> dict:
     """Results per method for one dataset; methods in `earlier` (this dataset's entries of an earlier
     quality.json with the same subsample) are kept as they are."""
     earlier = earlier or {}
@@ -86,7 +131,8 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                 "data": {"labeled": str(d / "labeled.csv"), "unlabeled": str(d / "unlabeled.csv"),
                          "test": str(d / "test.csv"), "task": "choice", "sample_seed": seed,
                          "limit_labeled": limit, "limit_unlabeled": limit and 3 * limit, "limit_test": limit},
-                "lora": {"lr": 1e-3, "batch_size": 4}, "method": {"seed": seed, "max_new_tokens": max_new_tokens}}
+                "lora": {"lr": lr, "epochs": epochs, "batch_size": 4},
+                "method": {"seed": seed, "max_new_tokens": max_new_tokens}}
     out = {}
     for method in methods:
         if method in earlier:
@@ -94,35 +140,48 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                   flush=True)
             continue
         raw = {**base_cfg, "name": f"{name}-{method}-seed{seed}-limit{limit or 'all'}",
-               "method": {**base_cfg["method"], **ABLATIONS[method]}}
-        cfg = parse_config(raw)
-        rd = runs / raw["name"]
-        if not _finished_with(rd, cfg):  # else a round of an earlier, interrupted run of this benchmark
+               "method": {**base_cfg["method"], **ABLATIONS.get(method, {})}}
+        cfg, rd = parse_config(raw), runs / raw["name"]
+        if method == "sft-steps":
+            semievol_rd = runs / f"{name}-semievol-seed{seed}-limit{limit or 'all'}"
+            if not (semievol_rd / "metrics.json").is_file():
+                print(f"{name} {method}: needs the step count of the semievol round, and {semievol_rd} has none; "
+                      "left out", flush=True)
+                continue
+            cfg, steps = matched_steps(cfg, semievol_rd)
+        # else a round of an earlier, interrupted run of this benchmark
+        if not _finished_with(rd, cfg, "evaluate" if method == "sft-steps" else "report"):
             if report_only:
                 print(f"{name} {method}: no result and no finished round in {runs}, left out", flush=True)
                 continue
-            run_round(cfg)
-        m = json.loads((rd / "metrics.json").read_text())
+            sft_steps_round(cfg) if method == "sft-steps" else run_round(cfg)
         seconds = sum(p["seconds"] for p in json.loads((rd / "manifest.json").read_text())["phases"].values())
         preds = pd.read_parquet(rd / "eval_predictions.parquet")
-        finished = time.localtime((rd / "metrics.json").stat().st_mtime)
+        finished = time.localtime((rd / "eval_predictions.parquet").stat().st_mtime)
         entry = {"round": rd.name, "date": time.strftime("%Y-%m-%d", finished), "commit": commit(),
-                 "seconds": round(seconds, 1),
-                 "counts": m["counts"],
-                 "evolved": _accuracy(preds, "evolved", "choice"),
-                 "pseudo_label_accuracy": m.get("pseudo_label_accuracy"),
-                 "agreement_rate": (m.get("justify") or {}).get("agreement_rate"),
-                 "tau": (m.get("selection") or {}).get("tau")}
+                 "seconds": round(seconds, 1)}
+        if method == "sft-steps":
+            entry.update(optimizer_steps=steps, epochs=cfg.lora.epochs, sft=_accuracy(preds, "warm", "choice"))
+        else:
+            m = json.loads((rd / "metrics.json").read_text())
+            entry.update(counts=m["counts"], evolved=_accuracy(preds, "evolved", "choice"),
+                         pseudo_label_accuracy=m.get("pseudo_label_accuracy"),
+                         agreement_rate=(m.get("justify") or {}).get("agreement_rate"),
+                         tau=(m.get("selection") or {}).get("tau"))
         if method == "semievol":
             entry["vanilla"] = _accuracy(preds, "base", "choice")
             entry["sft"] = _accuracy(preds, "warm", "choice")
+            entry["optimizer_steps"] = {"warm_up": cfg.lora.optimizer_steps(m["counts"]["labeled"]),
+                                        "evolve": cfg.lora.optimizer_steps(m["counts"]["labeled"]
+                                                                           + m["selection"]["selected"])}
             gold = {r.id: r.answer for r in load_dataset(d / "unlabeled.csv", "choice").records}
             pl = pd.read_parquet(rd / "pseudo_labels.parquet")
             ok = [is_correct(a, gold[i], "choice") for i, a in zip(pl["id"], pl["answer"])]
             entry["nll"] = {"correct": [float(x) for x, o in zip(pl["nll"], ok) if o],
                             "wrong": [float(x) for x, o in zip(pl["nll"], ok) if not o]}
         out[method] = entry
-        print(f"{name} {method}: evolved {_pct(entry['evolved']['accuracy'])} in {seconds:.0f} s", flush=True)
+        print(f"{name} {method}: {'SFT' if method == 'sft-steps' else 'evolved'} "
+              f"{_pct(final_model(method, entry)['accuracy'])} in {seconds:.0f} s", flush=True)
         on_method(name, out)
     return out
 
@@ -139,7 +198,8 @@ def majority_baseline(data: Path, name: str, limit: int | None, seed: int) -> di
 
 
 def _earlier(path: Path, result: dict) -> dict:
-    """The datasets of an earlier quality.json measured the same way (model, subsample, machine), else {}."""
+    """The datasets of an earlier quality.json measured the same way (model, subsample, recipe, machine), else
+    {}."""
     try:
         prev = json.loads(path.read_text())
     except FileNotFoundError:
@@ -147,17 +207,18 @@ def _earlier(path: Path, result: dict) -> dict:
     except (OSError, ValueError) as e:
         raise SystemExit(f"{path}: unreadable earlier results ({e}); move it away to start afresh")
     kind = ("cores", "cpu", "gpu")
-    if (prev.get("model"), prev.get("subsample")) != (result["model"], result["subsample"]) or \
+    then = (prev.get("model"), prev.get("subsample"), prev.get("recipe", OLD_RECIPE))
+    if then != (result["model"], result["subsample"], result["recipe"]) or \
             [prev.get("machine", {}).get(k) for k in kind] != [result["machine"][k] for k in kind]:
-        print(f"{path}: earlier results were measured another way (model, subsample or machine); replaced",
-              flush=True)
+        print(f"{path}: earlier results were measured another way (model, subsample, recipe or machine); "
+              "replaced", flush=True)
         return {}
     return prev.get("datasets", {})
 
 
-def _finished_with(rd: Path, cfg) -> bool:
-    """A complete round directory made with this config (settings added since then at their defaults; the
-    name aside: the directory may have been renamed)."""
+def _finished_with(rd: Path, cfg, last: str = "report") -> bool:
+    """A round directory made with this config whose `last` phase finished (settings added since then at their
+    defaults; the name aside: the directory may have been renamed)."""
     try:
         manifest = json.loads((rd / "manifest.json").read_text())
         then = parse_config(manifest["config"]).model_dump(mode="json")
@@ -165,7 +226,7 @@ def _finished_with(rd: Path, cfg) -> bool:
         return False
     now = cfg.model_dump(mode="json")
     then["name"] = now["name"]
-    return (rd / "metrics.json").is_file() and "report" in manifest["phases"] and then == now
+    return (rd / "eval_predictions.parquet").is_file() and last in manifest["phases"] and then == now
 
 
 def _pct(x) -> str:
@@ -180,17 +241,19 @@ def _cell(acc: dict | None) -> str:
 
 
 def _ordered(result: dict) -> dict:
-    """Datasets in the paper's order, each with its methods in ABLATIONS order (the JSON's keys are sorted)."""
+    """Datasets in the paper's order, each with its methods in METHODS order (the JSON's keys are sorted)."""
     rank = {n: i for i, n in enumerate(PAPER)}
-    return {n: {m: r[m] for m in ABLATIONS if m in r}
+    return {n: {m: r[m] for m in METHODS if m in r}
             for n, r in sorted(result["datasets"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))}
 
 
 def table(result: dict) -> str:
     datasets = _ordered(result)
-    methods = [m for m in ABLATIONS if any(m in v for v in datasets.values())]
+    methods = [m for m in METHODS if any(m in v for v in datasets.values())]
     cols = ["majority label", "vanilla", "SFT"] + methods
-    lines = [f"Quality, {result['model']} on CPU, {result['subsample']} (accuracy %, 95% bootstrap interval; "
+    r = result.get("recipe", OLD_RECIPE)
+    lines = [f"Quality, {result['model']} on CPU, {result['subsample']}; LoRA lr {r['lr']:g}, {r['epochs']:g} epochs, "
+             f"batch {r['batch_size']} (accuracy %, 95% bootstrap interval; "
              "majority label: always answering the labeled split's most common label)", "",
              "| dataset | " + " | ".join(cols) + " | paper vanilla / SFT / SemiEvol (Llama-3.1-8B) |",
              "|" + "---|" * (len(cols) + 2)]
@@ -198,18 +261,23 @@ def table(result: dict) -> str:
         sv = runs.get("semievol", {})
         maj = result.get("majority", {}).get(name)
         cells = [f"{_cell(maj)} ({maj['label']})" if maj else "-", _cell(sv.get("vanilla")), _cell(sv.get("sft"))]
-        cells += [_cell(runs.get(m, {}).get("evolved")) for m in methods]
+        cells += [_cell(final_model(m, runs.get(m))) for m in methods]
         paper = " / ".join(f"{x:.1f}" for x in PAPER.get(name, ())) or "-"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper} |")
-    lines += ["", "| dataset | method | pseudo-label acc. all | selected | agreement | tau | seconds | date | commit |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "sft-steps: the warm-up alone, its labeled data repeated until it takes as many optimizer steps "
+              "as the evolved model of the semievol round.", "",
+              "| dataset | method | pseudo-label acc. all | selected | agreement | tau | optimizer steps | seconds "
+              "| date | commit |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, runs in datasets.items():
         for method, e in runs.items():
             pla = e.get("pseudo_label_accuracy") or {}
+            steps = e.get("optimizer_steps")
+            if isinstance(steps, dict):
+                steps = f"warm-up {steps['warm_up']}, evolve {steps['evolve']}"
             lines.append(f"| {name} | {method} | {_pct((pla.get('all') or {}).get('accuracy'))} | "
                          f"{_pct((pla.get('selected') or {}).get('accuracy'))} | {_pct(e.get('agreement_rate'))} | "
-                         f"{'-' if e.get('tau') is None else round(e['tau'], 4)} | {e['seconds']} | "
-                         f"{e.get('date', '-')} | {e.get('commit') or '-'} |")
+                         f"{'-' if e.get('tau') is None else round(e['tau'], 4)} | {steps or '-'} | "
+                         f"{e['seconds']} | {e.get('date', '-')} | {e.get('commit') or '-'} |")
     diffs = [(name, pair, d) for name, runs in datasets.items() for pair, d in paired(runs).items()]
     if diffs:
         lines += ["", "Paired differences on the same test items (accuracy points, 95% paired bootstrap interval, "
@@ -220,7 +288,7 @@ def table(result: dict) -> str:
     dist = [(name, label, acc) for name, runs in datasets.items()
             for label, acc in (("vanilla", (runs.get("semievol") or {}).get("vanilla")),
                                ("SFT", (runs.get("semievol") or {}).get("sft")),
-                               *((m, (e or {}).get("evolved")) for m, e in runs.items())) if acc and "answers" in acc]
+                               *((m, final_model(m, e)) for m, e in runs.items())) if acc and "answers" in acc]
     if dist:
         lines += ["", "Answers given on the test items (a model that collapsed onto one label gives only that one; "
                   "none: no answer could be read):", "",
@@ -245,7 +313,7 @@ def plots(result: dict, out: Path) -> list[Path]:
         runs = datasets[name]
         bars = [("majority", result.get("majority", {}).get(name)),
                 ("vanilla", runs.get("semievol", {}).get("vanilla")), ("SFT", runs.get("semievol", {}).get("sft"))]
-        bars += [(m, e["evolved"]) for m, e in runs.items()]
+        bars += [(m, final_model(m, e)) for m, e in runs.items()]
         bars = [(k, a) for k, a in bars if a and a["accuracy"] is not None]
         acc = [100 * a["accuracy"] for _, a in bars]
         err = [[100 * (a["accuracy"] - a["ci95"][0]) for _, a in bars],
@@ -277,7 +345,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder with <dataset>/{labeled,unlabeled,test}.csv")
     p.add_argument("--datasets", nargs="+", default=["fpb", "arc", "pubmedqa"])
-    p.add_argument("--methods", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--lr", type=float, default=1e-3, help="LoRA learning rate of every round (lora.lr)")
+    p.add_argument("--epochs", type=float, default=2, help="LoRA epochs of every round (lora.epochs)")
     p.add_argument("--limit", type=int, help="labeled and test rows per dataset (unlabeled: 3x); all if unset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=EMBEDDED_MODEL, help="the base model (model.base of the rounds)")
@@ -299,7 +369,7 @@ def main(argv=None) -> int:
               "subsample": "full splits" if args.limit is None else
               f"seeded subsample (seed {args.seed}): {args.limit} labeled, {3 * args.limit} unlabeled, "
               f"{args.limit} test per dataset, the same for every method; {args.max_new_tokens} new tokens",
-              "datasets": {}}
+              "recipe": {"lr": args.lr, "epochs": args.epochs, "batch_size": 4}, "datasets": {}}
 
     earlier = _earlier(args.out / "quality.json", result)
     result["datasets"] = {n: dict(r) for n, r in earlier.items()}
@@ -312,7 +382,7 @@ def main(argv=None) -> int:
 
     for name in args.datasets:
         run_dataset(args.data, name, args.methods, args.limit, args.runs, args.seed, args.max_new_tokens,
-                    save_partial, args.report_only, earlier.get(name), args.model)
+                    save_partial, args.report_only, earlier.get(name), args.model, args.lr, args.epochs)
     if not result["datasets"]:
         p.error(f"no results in {args.out} and no finished round under {args.runs} for these datasets and methods")
     result["majority"] = {n: majority_baseline(args.data, n, args.limit, args.seed) for n in result["datasets"]

@@ -35,7 +35,7 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
                     "--limit", "4", "--max-new-tokens", "16", "--model", str(tiny_model), "--runs",
                     str(tmp_path / "runs"), "--out", str(out), *more)
 
-    quality(["semievol"], tmp_path)
+    quality(["semievol", "sft-steps"], tmp_path)
     got = json.loads((tmp_path / "quality.json").read_text())
     assert got["model"] == str(tiny_model)
     fpb = got["datasets"]["fpb"]["semievol"]
@@ -50,25 +50,33 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
         assert sum(acc["answers"].values()) == 4 and acc["ids"] == fpb["vanilla"]["ids"]
         assert sum(acc["correct"]) == round(4 * acc["accuracy"])
         assert acc["extraction_failure_rate"] == acc["answers"].get("none", 0) / 4
-    for other in ("vanilla", "sft"):
+    # the control: the warm-up alone, as many optimizer steps as the evolve phase took (4 labeled + selected)
+    control = got["datasets"]["fpb"]["sft-steps"]
+    steps = fpb["optimizer_steps"]
+    assert control["optimizer_steps"] == steps["evolve"] > steps["warm_up"] and control["sft"]["n"] == 4
+    manifest = json.loads((tmp_path / "runs" / control["round"] / "manifest.json").read_text())
+    assert manifest["config"]["lora"]["epochs"] == control["epochs"] and set(manifest["phases"]) == {
+        "warm_up", "evaluate"}
+    for other, acc in (("vanilla", fpb["vanilla"]), ("sft", fpb["sft"]), ("sft-steps", control["sft"])):
         pair = got["paired"]["fpb"][f"semievol - {other}"]
-        assert pair["difference"] == pytest.approx(fpb["evolved"]["accuracy"] - fpb[other]["accuracy"])
+        assert pair["difference"] == pytest.approx(fpb["evolved"]["accuracy"] - acc["accuracy"])
         assert pair["n"] == 4 and pair["resamples"] == 10_000
     row = [ln for ln in (tmp_path / "quality.md").read_text().splitlines() if ln.startswith("| fpb |")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
-    for i, model in ((2, "vanilla"), (3, "sft"), (4, "evolved")):  # the table shows this run's figures
-        acc = fpb[model]
+    for i, acc in ((2, fpb["vanilla"]), (3, fpb["sft"]), (4, fpb["evolved"]), (5, control["sft"])):
+        # the table shows this run's figures
         assert cells[i] == f"{100 * acc['accuracy']:.1f} [{100 * acc['ci95'][0]:.0f}, {100 * acc['ci95'][1]:.0f}]"
     maj = got["majority"]["fpb"]
     assert maj["label"] in "ABC" and maj["n"] == 4 and maj["accuracy"] in (0, 0.25, 0.5, 0.75, 1)
     for png in ("quality_accuracy.png", "quality_nll.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     # A rerun (as after an interruption, results to a fresh --out) reuses the finished round instead of training.
-    stamp = (tmp_path / "runs" / "fpb-semievol-seed0-limit4" / "manifest.json").stat().st_mtime_ns
-    quality(["semievol"], tmp_path / "again")
+    manifests = [tmp_path / "runs" / e["round"] / "manifest.json" for e in (fpb, control)]
+    stamps = [m.stat().st_mtime_ns for m in manifests]
+    quality(["semievol", "sft-steps"], tmp_path / "again")
     again = json.loads((tmp_path / "again" / "quality.json").read_text())
     assert again["datasets"] == got["datasets"]
-    assert (tmp_path / "runs" / "fpb-semievol-seed0-limit4" / "manifest.json").stat().st_mtime_ns == stamp
+    assert [m.stat().st_mtime_ns for m in manifests] == stamps
     # quality.json keeps its results: with the round directories gone, --report-only still tabulates them, and
     # starts no round for a method that has none.
     shutil.rmtree(tmp_path / "runs")

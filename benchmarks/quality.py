@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from collections import Counter
@@ -31,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import RESULTS, commit, describe, save  # noqa: E402
 from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
 from semievol_core.propagate import WARM_UP  # noqa: E402
-from semievol_core.round import manifest, prepare, run_phase  # noqa: E402
-from semievol_core.store import write_json, write_parquet  # noqa: E402
+from semievol_core.round import PHASES, manifest, prepare, run_phase  # noqa: E402
+from semievol_core.store import RoundDir, write_json, write_parquet  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
 from semievol_core.config import EMBEDDED_MODEL  # noqa: E402
 from semievol_core.data import subsample  # noqa: E402
@@ -45,7 +46,10 @@ ABLATIONS = {"semievol": {}, "no-warmup": {"warmup": False}, "no-retrieval": {"r
 # The control a reviewer asks for: the evolved model trains on labeled + selected, so more optimizer steps than
 # the warm-up. sft-steps is the warm-up on the labeled data alone, repeated to the evolved model's step count:
 # a gain of SemiEvol over it does not come from the extra steps.
-METHODS = [*ABLATIONS, "sft-steps"]
+# Beyond the paper: selection rules that resist the label prior, each run on the semievol round's own warm
+# adapter, retrieval, candidates and self-justified answers (copied), so only the selection differs.
+SELECTION_VARIANTS = {"select-per-class": {"selection_scope": "class"}, "keep-agreed": {"keep_agreed": True}}
+METHODS = [*ABLATIONS, "sft-steps", *SELECTION_VARIANTS]
 OLD_RECIPE = {"lr": 1e-3, "epochs": 2, "batch_size": 4}  # of the results written before the recipe was recorded
 
 
@@ -119,6 +123,46 @@ def sft_steps_round(cfg) -> None:
         run_phase(ctx, "evaluate", evaluate_warm)
 
 
+def _per_class(pl: pd.DataFrame, ok: list[bool]) -> dict:
+    """Pseudo-label accuracy per pseudo-labeled class, over all and over the selected: which classes the
+    selection keeps, and how right they are."""
+    out = {}
+    for label in sorted(set(pl["answer"].astype(str))):
+        mine = (pl["answer"].astype(str) == label).to_numpy()
+        sel = mine & pl["selected"].to_numpy(dtype=bool)
+        right = np.asarray(ok, dtype=bool)
+        out[label] = {"n": int(mine.sum()), "accuracy": float(right[mine].mean()),
+                      "selected": int(sel.sum()), "selected_accuracy": float(right[sel].mean()) if sel.any() else None}
+    return out
+
+
+def variant_round(cfg, source: Path) -> None:
+    """A selection variant: the phases up to self-justify are the finished round `source`'s (their outputs
+    copied, recorded with 0 s and where they came from), then selection (the NLLs scored again, as
+    deterministic as before), evolve, evaluation and the report run with cfg."""
+    upstream = [p for p in PHASES if p.name in ("warm_up", "retrieve", "collaborate", "justify")]
+    ctx, src = prepare(cfg), RoundDir(source)
+    done = src.read_manifest()["phases"]
+    with ctx.rd.lock():
+        ctx.rd.create(manifest(ctx))
+        for phase in upstream:
+            outputs = []
+            for name in phase.outputs:
+                a, b = getattr(src, name), getattr(ctx.rd, name)
+                if a.is_dir():
+                    shutil.copytree(a, b, dirs_exist_ok=True)
+                elif a.is_file():
+                    b.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(a, b)
+                else:
+                    continue
+                outputs.append(b)
+            if phase.name in done:
+                ctx.rd.record_phase(phase.name, 0.0, outputs, reused_from=source.name)
+        for phase in PHASES[len(upstream):]:
+            run_phase(ctx, phase.name, phase.run)
+
+
 def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, runs: Path, seed: int,
                 max_new_tokens: int, on_method=lambda name, done: None, report_only: bool = False,
                 earlier: dict | None = None, model: str = EMBEDDED_MODEL, lr: float = 1e-3,
@@ -140,21 +184,26 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                   flush=True)
             continue
         raw = {**base_cfg, "name": f"{name}-{method}-seed{seed}-limit{limit or 'all'}",
-               "method": {**base_cfg["method"], **ABLATIONS.get(method, {})}}
+               "method": {**base_cfg["method"], **ABLATIONS.get(method, {}), **SELECTION_VARIANTS.get(method, {})}}
         cfg, rd = parse_config(raw), runs / raw["name"]
+        semievol_rd = runs / f"{name}-semievol-seed{seed}-limit{limit or 'all'}"
+        if method in ("sft-steps", *SELECTION_VARIANTS) and not (semievol_rd / "metrics.json").is_file():
+            print(f"{name} {method}: builds on the semievol round, and {semievol_rd} has not finished; left out",
+                  flush=True)
+            continue
         if method == "sft-steps":
-            semievol_rd = runs / f"{name}-semievol-seed{seed}-limit{limit or 'all'}"
-            if not (semievol_rd / "metrics.json").is_file():
-                print(f"{name} {method}: needs the step count of the semievol round, and {semievol_rd} has none; "
-                      "left out", flush=True)
-                continue
             cfg, steps = matched_steps(cfg, semievol_rd)
-        # else a round of an earlier, interrupted run of this benchmark
-        if not _finished_with(rd, cfg, "evaluate" if method == "sft-steps" else "report"):
+        last = "evaluate" if method == "sft-steps" else "report"
+        if not _finished_with(rd, cfg, last):  # else a round of an earlier, interrupted run of this benchmark
             if report_only:
                 print(f"{name} {method}: no result and no finished round in {runs}, left out", flush=True)
                 continue
-            sft_steps_round(cfg) if method == "sft-steps" else run_round(cfg)
+            if method == "sft-steps":
+                sft_steps_round(cfg)
+            elif method in SELECTION_VARIANTS:
+                variant_round(cfg, semievol_rd)
+            else:
+                run_round(cfg)
         seconds = sum(p["seconds"] for p in json.loads((rd / "manifest.json").read_text())["phases"].values())
         preds = pd.read_parquet(rd / "eval_predictions.parquet")
         finished = time.localtime((rd / "eval_predictions.parquet").stat().st_mtime)
@@ -167,16 +216,20 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
             entry.update(counts=m["counts"], evolved=_accuracy(preds, "evolved", "choice"),
                          pseudo_label_accuracy=m.get("pseudo_label_accuracy"),
                          agreement_rate=(m.get("justify") or {}).get("agreement_rate"),
-                         tau=(m.get("selection") or {}).get("tau"))
+                         tau=(m.get("selection") or {}).get("tau"),
+                         selection={k: v for k, v in (m.get("selection") or {}).items()
+                                    if k in ("pool", "selected", "pool_per_class", "selected_per_class",
+                                             "kept_by_agreement")})
+            pl = pd.read_parquet(rd / "pseudo_labels.parquet")
+            gold = {r.id: r.answer for r in load_dataset(d / "unlabeled.csv", "choice").records}
+            ok = [is_correct(a, gold[i], "choice") for i, a in zip(pl["id"], pl["answer"])]
+            entry["pseudo_label_accuracy_per_class"] = _per_class(pl, ok)
         if method == "semievol":
             entry["vanilla"] = _accuracy(preds, "base", "choice")
             entry["sft"] = _accuracy(preds, "warm", "choice")
             entry["optimizer_steps"] = {"warm_up": cfg.lora.optimizer_steps(m["counts"]["labeled"]),
                                         "evolve": cfg.lora.optimizer_steps(m["counts"]["labeled"]
                                                                            + m["selection"]["selected"])}
-            gold = {r.id: r.answer for r in load_dataset(d / "unlabeled.csv", "choice").records}
-            pl = pd.read_parquet(rd / "pseudo_labels.parquet")
-            ok = [is_correct(a, gold[i], "choice") for i, a in zip(pl["id"], pl["answer"])]
             entry["nll"] = {"correct": [float(x) for x, o in zip(pl["nll"], ok) if o],
                             "wrong": [float(x) for x, o in zip(pl["nll"], ok) if not o]}
         out[method] = entry
@@ -278,6 +331,15 @@ def table(result: dict) -> str:
                          f"{_pct((pla.get('selected') or {}).get('accuracy'))} | {_pct(e.get('agreement_rate'))} | "
                          f"{'-' if e.get('tau') is None else round(e['tau'], 4)} | {steps or '-'} | "
                          f"{e['seconds']} | {e.get('date', '-')} | {e.get('commit') or '-'} |")
+    per_class = [(name, method, label, c) for name, runs in datasets.items() for method, e in runs.items()
+                 for label, c in (e.get("pseudo_label_accuracy_per_class") or {}).items()]
+    if per_class:
+        lines += ["", "Pseudo-labels per class (the answer self-justify gave; accuracy against the unlabeled "
+                  "split's gold answers, which the method never reads):", "",
+                  "| dataset | method | class | pseudo-labeled | accuracy | selected | accuracy |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {method} | {label} | {c['n']} | {_pct(c['accuracy'])} | {c['selected']} | "
+                  f"{_pct(c['selected_accuracy'])} |" for name, method, label, c in per_class]
     diffs = [(name, pair, d) for name, runs in datasets.items() for pair, d in paired(runs).items()]
     if diffs:
         lines += ["", "Paired differences on the same test items (accuracy points, 95% paired bootstrap interval, "

@@ -35,7 +35,7 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
                     "--limit", "4", "--max-new-tokens", "16", "--model", str(tiny_model), "--runs",
                     str(tmp_path / "runs"), "--out", str(out), *more)
 
-    quality(["semievol", "sft-steps"], tmp_path)
+    quality(["semievol", "sft-steps", "select-per-class", "keep-agreed"], tmp_path)
     got = json.loads((tmp_path / "quality.json").read_text())
     assert got["model"] == str(tiny_model)
     fpb = got["datasets"]["fpb"]["semievol"]
@@ -61,6 +61,19 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
         pair = got["paired"]["fpb"][f"semievol - {other}"]
         assert pair["difference"] == pytest.approx(fpb["evolved"]["accuracy"] - acc["accuracy"])
         assert pair["n"] == 4 and pair["resamples"] == 10_000
+    # the selection variants: the semievol round's upstream phases, copied; only selection onwards ran again
+    for variant in ("select-per-class", "keep-agreed"):
+        entry = got["datasets"]["fpb"][variant]
+        rd = tmp_path / "runs" / entry["round"]
+        phases = json.loads((rd / "manifest.json").read_text())["phases"]
+        assert all(phases[p]["reused_from"] == fpb["round"] for p in ("warm_up", "retrieve", "collaborate", "justify"))
+        assert all("reused_from" not in phases[p] for p in ("select", "evolve", "evaluate", "report"))
+        assert (rd / "candidates.parquet").read_bytes() == (tmp_path / "runs" / fpb["round"] / "candidates.parquet"
+                                                             ).read_bytes()
+        assert entry["selection"]["pool"] == fpb["selection"]["pool"] and entry["evolved"]["n"] == 4
+        assert f"semievol - {variant}" in got["paired"]["fpb"]
+    per_class = got["datasets"]["fpb"]["select-per-class"]["selection"]
+    assert sum(per_class["selected_per_class"].values()) == per_class["selected"] > 0
     row = [ln for ln in (tmp_path / "quality.md").read_text().splitlines() if ln.startswith("| fpb |")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
     for i, acc in ((2, fpb["vanilla"]), (3, fpb["sft"]), (4, fpb["evolved"]), (5, control["sft"])):
@@ -73,7 +86,7 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
     # A rerun (as after an interruption, results to a fresh --out) reuses the finished round instead of training.
     manifests = [tmp_path / "runs" / e["round"] / "manifest.json" for e in (fpb, control)]
     stamps = [m.stat().st_mtime_ns for m in manifests]
-    quality(["semievol", "sft-steps"], tmp_path / "again")
+    quality(["semievol", "sft-steps", "select-per-class", "keep-agreed"], tmp_path / "again")
     again = json.loads((tmp_path / "again" / "quality.json").read_text())
     assert again["datasets"] == got["datasets"]
     assert [m.stat().st_mtime_ns for m in manifests] == stamps

@@ -43,12 +43,12 @@ from semievol_core.evaluate import evaluate_models, outcomes, paired_difference 
 PAPER = {"fpb": (81.7, 96.2, 96.2), "arc": (81.1, 81.8, 83.4), "pubmedqa": (73.5, 75.0, 76.0)}
 ABLATIONS = {"semievol": {}, "no-warmup": {"warmup": False}, "no-retrieval": {"retrieval": False},
              "no-collaboration": {"collaboration": False}, "no-selection": {"selection": False}}
-# The control a reviewer asks for: the evolved model trains on labeled + selected, so more optimizer steps than
-# the warm-up. sft-steps is the warm-up on the labeled data alone, repeated to the evolved model's step count:
-# a gain of SemiEvol over it does not come from the extra steps.
 # Beyond the paper: selection rules that resist the label prior, each run on the semievol round's own warm
 # adapter, retrieval, candidates and self-justified answers (copied), so only the selection differs.
 SELECTION_VARIANTS = {"select-per-class": {"selection_scope": "class"}, "keep-agreed": {"keep_agreed": True}}
+# The control a reviewer asks for: the evolved model trains on labeled + selected, so more optimizer steps than
+# the warm-up. sft-steps is the warm-up on the labeled data alone, repeated to the evolved model's step count:
+# a gain of SemiEvol over it does not come from the extra steps.
 METHODS = [*ABLATIONS, "sft-steps", *SELECTION_VARIANTS]
 OLD_RECIPE = {"lr": 1e-3, "epochs": 2, "batch_size": 4}  # of the results written before the recipe was recorded
 

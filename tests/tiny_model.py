@@ -5,8 +5,7 @@ model every phase still runs the real code (transformers generation and scoring,
 retrieval, the Prefect tasks and workers), in seconds instead of the minutes SmolLM2's 30 layers take on two
 cores. Random weights alone would answer nothing parseable, and every pseudo-label would be dropped before
 selection, so the builder trains it on the FPB sample's labeled rows until it replies 'Answer: <letter>'.
-The real model stays under test in tests/model, tests/engines, the benchmarks' smoke tests and the
-deployment round."""
+The real model stays under test in tests/model, tests/engines and the deployment round."""
 from __future__ import annotations
 
 import shutil
@@ -26,6 +25,7 @@ def build(target: Path, seed: int = 0, steps: int = 60) -> Path:
     from semievol_core.data import load_dataset
     from semievol_core.models import resolve_model
     from semievol_core.prompts import training_example
+    from semievol_core.store import atomic_path
 
     source = Path(resolve_model(ModelConfig()))  # the embedded SmolLM2's tokenizer, converted once per cache
     tok = AutoTokenizer.from_pretrained(source)
@@ -56,11 +56,9 @@ def build(target: Path, seed: int = 0, steps: int = 60) -> Path:
         loss.backward()
         optimizer.step()
 
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copy(source / name, tmp / name)
-    tmp.rename(target)
+    with atomic_path(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        for name in TOKENIZER_FILES:
+            if (source / name).is_file():
+                shutil.copy(source / name, tmp / name)
     return target

@@ -90,6 +90,16 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
     again = json.loads((tmp_path / "again" / "quality.json").read_text())
     assert again["datasets"] == got["datasets"]
     assert [m.stat().st_mtime_ns for m in manifests] == stamps
+    # what self-justify did with the candidates, read from the semievol round's own files
+    _run("benchmarks/justify.py", str(tmp_path / "runs" / fpb["round"]), "--out", str(tmp_path))
+    study = json.loads((tmp_path / "justify.json").read_text())["rounds"][0]
+    summary = json.loads((tmp_path / "runs" / fpb["round"] / "justify.json").read_text())
+    classes = study["by_gold_class"]
+    assert study["justified_records"] <= summary["justified"] and len(study["configurations"]) == 4
+    if study["justified_records"]:
+        assert sum(c["n"] for k, c in classes.items() if k != "all") == classes["all"]["n"] == study[
+            "justified_records"] == sum(study["justified_answers"].values())
+        assert all(0 <= c["in_candidates"] <= 1 for c in classes.values())
     # quality.json keeps its results: with the round directories gone, --report-only still tabulates them, and
     # starts no round for a method that has none.
     shutil.rmtree(tmp_path / "runs")

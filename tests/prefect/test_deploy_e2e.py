@@ -6,12 +6,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import browser
 import pytest
+import yaml
 from browser import screenshot
 from conftest import ARTIFACTS, PREFECT
 from helpers import artifacts, small_config, stop_worker
@@ -154,6 +156,33 @@ def test_nightly_sends_gpu_phases_to_the_gpu_pool_and_cancels_an_overlapping_run
                                                      "evolve", "evaluate"}
     assert {r.work_pool_name for r in mine} == {"semievol-gpu"} and all(r.state.is_completed() for r in mine)
     assert entry["new_rows"] == 12 and entry["promoted"] is True
+
+
+def test_each_pool_runs_in_its_own_copy_of_the_project(deployed, tmp_path):
+    """The pull step reaches the server as written and finds the project where the flow run starts: a process
+    worker's checkout, a GPU container's image copy (its SEMIEVOL_REPO is where the image put the project). A
+    path of the machine that ran `prefect deploy` would not exist inside a container. The round-cpu and GPU
+    runs of this module show the process-pool side; here the steps run as a container would run them."""
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    with get_client(sync_client=True) as client:
+        for name in ("semievol-phase/gpu", "semievol-round/round-cpu", "semievol-evolve-continuous/nightly"):
+            assert client.read_deployment_by_name(name).pull_steps == spec["pull"], name
+    assert str(REPO) not in json.dumps(spec["pull"])
+    image_copy = tmp_path / "opt" / "semievol"
+    image_copy.mkdir(parents=True)
+    run = [sys.executable, "-c", "import asyncio, json, os, sys; from prefect.deployments.steps.core import "
+           "run_steps; asyncio.run(run_steps(json.loads(sys.argv[1]))); print(os.getcwd())", json.dumps(spec["pull"])]
+    env = {k: v for k, v in os.environ.items() if k != "SEMIEVOL_REPO"}
+    out = subprocess.run(run, env={**env, "SEMIEVOL_REPO": str(image_copy)}, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == str(image_copy), out.stderr[-2000:]
+    out = subprocess.run(run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "SEMIEVOL_REPO: is not set where this flow run starts" in out.stderr
+    for image in ("gpu", "cpu"):
+        text = re.sub(r"\\\n\s*", " ", (REPO / "docker" / f"{image}.Dockerfile").read_text())  # continued lines
+        workdir = re.search(r"^WORKDIR (\S+)", text, re.M).group(1)
+        assert re.search(rf"^ENV .*\bSEMIEVOL_REPO={re.escape(workdir)}(\s|$)", text, re.M), image
+        assert re.search(r"^COPY flows flows$", text, re.M), image  # the entrypoints, relative to WORKDIR
 
 
 def test_a_round_name_from_the_ui_is_held_to_the_same_rules(deployed, prefect_server, small_data):

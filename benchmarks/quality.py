@@ -17,6 +17,7 @@ Writes quality.json, quality.md and PNG plots under --out (default benchmarks/re
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -207,7 +208,7 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
         seconds = sum(p["seconds"] for p in json.loads((rd / "manifest.json").read_text())["phases"].values())
         preds = pd.read_parquet(rd / "eval_predictions.parquet")
         finished = time.localtime((rd / "eval_predictions.parquet").stat().st_mtime)
-        entry = {"round": rd.name, "date": time.strftime("%Y-%m-%d", finished), "commit": commit(),
+        entry = {"round": rd.name, "date": time.strftime("%Y-%m-%d", finished), "commit": started_at(),
                  "seconds": round(seconds, 1)}
         if method == "sft-steps":
             entry.update(optimizer_steps=steps, epochs=cfg.lora.epochs, sft=_accuracy(preds, "warm", "choice"))
@@ -237,6 +238,13 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
               f"{_pct(final_model(method, entry)['accuracy'])} in {seconds:.0f} s", flush=True)
         on_method(name, out)
     return out
+
+
+@functools.cache
+def started_at() -> str | None:
+    """The commit this run started from (main asks first): a commit made while a long run goes on is not the
+    code that produced its entries."""
+    return commit()
 
 
 def majority_baseline(data: Path, name: str, limit: int | None, seed: int) -> dict:
@@ -426,6 +434,7 @@ def main(argv=None) -> int:
             if not (args.data / name / f"{split}.csv").is_file():
                 p.error(f"{args.data / name / f'{split}.csv'} not found")
     t0 = time.perf_counter()
+    started_at()
     model = "SmolLM2-135M-Instruct" if args.model == EMBEDDED_MODEL else args.model
     result = {"benchmark": "quality", "machine": describe(), "model": model,
               "subsample": "full splits" if args.limit is None else

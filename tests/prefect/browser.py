@@ -3,6 +3,8 @@ take a screenshot. Only loopback addresses are visited."""
 import asyncio
 import base64
 import json
+import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -45,13 +47,23 @@ class Page:
         raise AssertionError(f"{needle!r} not on the page; it shows: {text[:2000]}")
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:  # the group is gone already
+        pass
+
+
 async def _session(chromium, url, steps):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes outlive the browser process for a moment and keep writing to the profile:
+    # the whole process group is stopped, and a profile file left behind is not a test failure.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen([chromium, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
-                                 "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -71,8 +83,12 @@ async def _session(chromium, url, steps):
                 await page.call("Page.navigate", url=url)
                 return await steps(page)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(10)
 
 
 def run(chromium, url, steps):

@@ -21,6 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import commit, describe, save  # noqa: E402
+from benchmarks.quality import _pct  # noqa: E402
 from semievol_core import load_dataset  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
 
@@ -44,8 +45,8 @@ def study(justified: pd.DataFrame, configs: list[dict], gold: dict[str, str], ta
     for rid, cands, answer in zip(rows["id"], rows["candidate_answers"], rows["answer"]):
         cands = [a or None for a in cands]
         truth = gold[rid]
-        vote = majority_vote(cands)
         given = [a for a in cands if a]
+        vote = majority_vote(given)
         strict = vote is not None and 2 * given.count(vote) > len(given)
         w0 = cands[warm0] if warm0 is not None else None
         for key in (truth, "all"):
@@ -56,7 +57,7 @@ def study(justified: pd.DataFrame, configs: list[dict], gold: dict[str, str], ta
             c["self_justify_right"] += is_correct(answer, truth, task)
             c["majority_vote_right"] += vote is not None and is_correct(vote, truth, task)
             c["warm_0shot_right"] += w0 is not None and is_correct(w0, truth, task)
-            c["vote_tied"] += not strict
+            c["no_strict_majority"] += not strict
     out = {}
     for key, c in sorted(per.items(), key=lambda kv: (kv[0] == "all", kv[0])):
         n = c["n"]
@@ -65,7 +66,7 @@ def study(justified: pd.DataFrame, configs: list[dict], gold: dict[str, str], ta
                     "accuracy": {"self_justify": c["self_justify_right"] / n,
                                  "majority_vote": c["majority_vote_right"] / n,
                                  "warm_0shot": c["warm_0shot_right"] / n if warm0 is not None else None},
-                    "no_strict_majority": c["vote_tied"] / n}
+                    "no_strict_majority": c["no_strict_majority"] / n}
     return {"justified_records": int(len(rows)), "warm_0shot_config": warm0,
             "justified_answers": dict(sorted(Counter(rows["answer"].astype(str)).items())), "by_gold_class": out}
 
@@ -78,10 +79,6 @@ def study_round(rd: Path) -> dict:
     summary = json.loads((rd / "justify.json").read_text())
     result = study(pd.read_parquet(rd / "justified.parquet"), summary["configurations"], gold, task)
     return {"round": rd.name, "configurations": summary["configurations"], **result}
-
-
-def _pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
 
 
 def markdown(results: list[dict]) -> str:
@@ -119,11 +116,13 @@ def main(argv=None) -> int:
     if args.out:
         save("justify", args.out, {"benchmark": "justify", "machine": describe(), "commit": commit(),
                                    "rounds": results}, md)
-    a = [r["by_gold_class"]["all"] for r in results if "all" in r["by_gold_class"]]
+    # a round whose configurations always agreed has nothing to report (zipping the "all" rows with every
+    # round would pair a later round's figures with its name)
     print("summary: " + "; ".join(
         f"{r['round']}: self-justify {_pct(x['accuracy']['self_justify'])}% vs majority vote "
         f"{_pct(x['accuracy']['majority_vote'])}% vs warm 0-shot {_pct(x['accuracy']['warm_0shot'])}%"
-        for r, x in zip(results, a)))
+        if (x := r["by_gold_class"].get("all")) else f"{r['round']}: no disagreement to justify"
+        for r in results))
     return 0
 
 

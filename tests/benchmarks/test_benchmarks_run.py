@@ -95,11 +95,11 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
     study = json.loads((tmp_path / "justify.json").read_text())["rounds"][0]
     summary = json.loads((tmp_path / "runs" / fpb["round"] / "justify.json").read_text())
     classes = study["by_gold_class"]
-    assert study["justified_records"] <= summary["justified"] and len(study["configurations"]) == 4
-    if study["justified_records"]:
-        assert sum(c["n"] for k, c in classes.items() if k != "all") == classes["all"]["n"] == study[
-            "justified_records"] == sum(study["justified_answers"].values())
-        assert all(0 <= c["in_candidates"] <= 1 for c in classes.values())
+    # (the round is seeded: its four configurations disagree on some of the 12 records)
+    assert 0 < study["justified_records"] <= summary["justified"] and len(study["configurations"]) == 4
+    assert sum(c["n"] for k, c in classes.items() if k != "all") == classes["all"]["n"] == study[
+        "justified_records"] == sum(study["justified_answers"].values())
+    assert all(0 <= c["in_candidates"] <= 1 for c in classes.values())
     # quality.json keeps its results: with the round directories gone, --report-only still tabulates them, and
     # starts no round for a method that has none.
     shutil.rmtree(tmp_path / "runs")

@@ -11,6 +11,8 @@ ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DIS
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc g++ libc6-dev \
         ca-certificates git \
     && rm -rf /var/lib/apt/lists/*
+# PIP_CERT: the CA bundle pip trusts while building (see docker/cpu.Dockerfile).
+ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 WORKDIR /opt/semievol
 # One resolve for everything the phases import (see the file's header), then the project without its deps.
 COPY docker/gpu-requirements.txt docker/

@@ -38,15 +38,20 @@ def test_gpu_requirements_carry_every_project_dependency():
     assert str(project["prefect"].specifier).startswith("==")  # one Prefect everywhere
 
 
-def test_gpu_image_resolves_with_vllms_torch_and_the_projects_prefect(tmp_path):
+def _resolve(requirements: Path, tmp_path: Path) -> dict[str, dict]:
+    """What pip would install from requirements in the image: name -> its report entry."""
     report = tmp_path / "report.json"
     cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--dry-run", "--quiet", "--ignore-installed",
            "--report", str(report), "--python-version", "3.11", "--only-binary=:all:",
-           *[f"--platform={p}" for p in PLATFORMS], "-r", str(REPO / "docker" / "gpu-requirements.txt")]
+           *[f"--platform={p}" for p in PLATFORMS], "-r", str(requirements)]
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}  # this machine's local wheels and caps are not the image's
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
-    installed = {canonicalize_name(i["metadata"]["name"]): i for i in json.loads(report.read_text())["install"]}
+    return {canonicalize_name(i["metadata"]["name"]): i for i in json.loads(report.read_text())["install"]}
+
+
+def test_gpu_image_resolves_with_vllms_torch_and_the_projects_prefect(tmp_path):
+    installed = _resolve(REPO / "docker" / "gpu-requirements.txt", tmp_path)
     version = {name: i["metadata"]["version"] for name, i in installed.items()}
     vllm_torch = [Requirement(r) for r in installed["vllm"]["metadata"]["requires_dist"]
                   if canonicalize_name(Requirement(r).name) == "torch" and not Requirement(r).marker]
@@ -56,3 +61,12 @@ def test_gpu_image_resolves_with_vllms_torch_and_the_projects_prefect(tmp_path):
     assert version["prefect"] in _project()["prefect"].specifier
     assert version["vllm"] in _requirements(REPO / "docker" / "gpu-requirements.txt")["vllm"].specifier
     assert "faiss-gpu-cu12" in version and "faiss-cpu" not in version
+
+
+def test_docker_worker_resolves_with_the_projects_prefect(tmp_path):
+    """The docker pool's worker (docker/worker-requirements.txt) runs the server's Prefect: prefect-docker's newest
+    releases need a newer one, and pip would otherwise upgrade Prefect under the worker."""
+    version = {n: i["metadata"]["version"] for n, i in _resolve(REPO / "docker" / "worker-requirements.txt",
+                                                                 tmp_path).items()}
+    assert version["prefect"] in _project()["prefect"].specifier, version["prefect"]
+    assert "prefect-docker" in version

@@ -152,7 +152,7 @@ def main() -> int:
            "flows", "examples", "scripts"], cwd=REPO).stdout.strip():
         commit += "+dirty"
     result = {"date": started.date().isoformat(), "commit": commit, "machine": f"{os.cpu_count()} cores, "
-              f"{platform.machine()}, podman {sh(['podman', '--version']).stdout.split()[-1]}", "seconds": {}}
+              f"{platform.machine()}, podman {sh(['podman', '--version']).stdout.split()[-1]}", "load_average_at_start": round(os.getloadavg()[0], 2), "seconds": {}}
     secs = result["seconds"]
     procs: list[subprocess.Popen] = []
     try:

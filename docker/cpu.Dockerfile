@@ -2,7 +2,7 @@
 # on a machine without a GPU. Build from the repository root:
 #   docker build -f docker/cpu.Dockerfile -t semievol-cpu .
 # BASE: any glibc Debian/Ubuntu image with Python 3.11 as python3 (Debian 12's), as for docker/gpu.Dockerfile;
-# scripts/container-e2e.sh builds one with debootstrap where no registry is reachable.
+# scripts/container_e2e.py builds one with debootstrap where no registry is reachable.
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -32,11 +32,14 @@ from pathlib import Path
 
 import yaml
 
+from flows.round import GPU_PHASES
+from semievol_core.store import write_json, write_text
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BASE = "localhost/semievol-base:bookworm"
 WORKER_REQUIREMENTS = REPO / "docker" / "worker-requirements.txt"
-GPU_PHASES = {"warm_up", "retrieve", "collaborate", "justify", "select", "evolve", "evaluate"}
+DATA = REPO / "data" / "samples" / "fpb"
 # podman as this sandbox runs it: crun and systemd cgroups fail here, and so does raising ulimits.
 CONTAINERS_CONF = """[containers]
 default_ulimits = []
@@ -109,19 +112,16 @@ def patched_prefect_yaml(work: Path) -> Path:
     del gpu["container_create_kwargs"]
     gpu["network_mode"] = "host"
     gpu["env"] = {**gpu["env"], "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    for dep in spec["deployments"]:
-        if dep["work_pool"]["name"] == "semievol-gpu":
-            dep["work_pool"]["job_variables"] = gpu
+    # The GPU deployment names its pool by the YAML alias *gpu_pool: it holds this very dict.
     out = work / "prefect.yaml"
     out.write_text(yaml.safe_dump(spec, sort_keys=False))
     return out
 
 
 def round_config(work: Path, runs: Path) -> Path:
-    data = REPO / "data" / "samples" / "fpb"
     cfg = {"runs_dir": str(runs), "progress": False,
-           "data": {"labeled": str(data / "labeled.csv"), "unlabeled": str(data / "unlabeled.csv"),
-                    "test": str(data / "test.csv"), "limit_labeled": 8, "limit_unlabeled": 12, "limit_test": 8},
+           "data": {"labeled": str(DATA / "labeled.csv"), "unlabeled": str(DATA / "unlabeled.csv"),
+                    "test": str(DATA / "test.csv"), "limit_labeled": 8, "limit_unlabeled": 12, "limit_test": 8},
            "lora": {"lr": 1e-3, "batch_size": 4}, "method": {"max_new_tokens": 24}}
     path = work / "round.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -151,8 +151,10 @@ def main() -> int:
     if sh(["git", "status", "--porcelain", "--", "pyproject.toml", "docker", "deployments", "semievol_core", "tasks",
            "flows", "examples", "scripts"], cwd=REPO).stdout.strip():
         commit += "+dirty"
-    result = {"date": started.date().isoformat(), "commit": commit, "machine": f"{os.cpu_count()} cores, "
-              f"{platform.machine()}, podman {sh(['podman', '--version']).stdout.split()[-1]}", "load_average_at_start": round(os.getloadavg()[0], 2), "seconds": {}}
+    podman = sh(["podman", "--version"]).stdout.split()[-1]
+    result = {"date": started.date().isoformat(), "commit": commit,
+              "machine": f"{os.cpu_count()} cores, {platform.machine()}, podman {podman}",
+              "load_average_at_start": round(os.getloadavg()[0], 2), "seconds": {}}
     secs = result["seconds"]
     procs: list[subprocess.Popen] = []
     try:
@@ -183,10 +185,9 @@ def main() -> int:
         api = f"http://127.0.0.1:{port}/api"
         runs = work / "runs"
         runs.mkdir()
-        data = REPO / "data" / "samples" / "fpb"
         env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "PREFECT_API_URL": api,
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false", "SEMIEVOL_REPO": str(REPO), "SEMIEVOL_DATA": str(data),
+               "TOKENIZERS_PARALLELISM": "false", "SEMIEVOL_REPO": str(REPO), "SEMIEVOL_DATA": str(DATA),
                "SEMIEVOL_RUNS": str(runs), "SEMIEVOL_GPU_IMAGE": image,
                "SEMIEVOL_RESULTS": str(runs / ".prefect-results"), "DOCKER_HOST": f"unix://{sock}"}
         procs.append(subprocess.Popen([venv / "prefect", "server", "start", "--host", "127.0.0.1", "--port",
@@ -216,7 +217,7 @@ def main() -> int:
         # The same round in one process, in a container of the same image (same packages: only the dispatch
         # differs). Its own results folder, so nothing comes from the first round's cache.
         start = time.monotonic()
-        sh(["podman", "run", "--rm", "--network", "host", "-v", f"{runs}:{runs}", "-v", f"{data}:{data}:ro",
+        sh(["podman", "run", "--rm", "--network", "host", "-v", f"{runs}:{runs}", "-v", f"{DATA}:{DATA}:ro",
             "-v", f"{config}:{config}:ro", "-e", f"PREFECT_API_URL={api}", "-e", "HF_HUB_OFFLINE=1",
             "-e", "TRANSFORMERS_OFFLINE=1", "-e", f"SEMIEVOL_RESULTS={runs}/.one-process-results", image,
             "semievol", "round", "--config", config, "--name", "one-process"], timeout=3 * 3600)
@@ -260,15 +261,12 @@ def gpu_phase_runs(env: dict, image: str) -> dict:
         "    print(json.dumps([{'id': str(r.id), 'phase': r.parameters.get('phase'), 'pool': r.work_pool_name,\n"
         "                       'state': r.state.name} for r in rs]))\n")
     runs = json.loads(sh([REPO / ".venv" / "bin" / "python", "-c", probe], env=env).stdout)
-    fmt = '{{index .Config.Labels "io.prefect.flow-run-id"}} {{.ImageName}} {{.State.Status}}'
     ids = sh(["podman", "ps", "-a", "-q"]).stdout.split()
-    containers = {}
-    for cid in ids:
-        run_id, img, status = (sh(["podman", "inspect", "--format", fmt, cid]).stdout.split() + ["", "", ""])[:3]
-        if run_id:
-            containers[run_id] = {"image": img, "status": status}
+    fmt = '{{index .Config.Labels "io.prefect.flow-run-id"}} {{.ImageName}}'
+    lines = sh(["podman", "inspect", "--format", fmt, *ids]).stdout.splitlines() if ids else []
+    image_of = dict(ln.split() for ln in lines if len(ln.split()) == 2)  # flow run id -> image
     phases = sorted(r["phase"] for r in runs)
-    in_containers = [r for r in runs if r["id"] in containers and containers[r["id"]]["image"].endswith(image)]
+    in_containers = [r for r in runs if image_of.get(r["id"], "").endswith(image)]
     ok = (set(phases) == GPU_PHASES and len(runs) == len(GPU_PHASES) == len(in_containers)
           and all(r["state"] == "Completed" and r["pool"] == "semievol-gpu" for r in runs))
     return {"ok": ok, "phases": phases, "runs": len(runs), "in_containers": len(in_containers),
@@ -277,13 +275,10 @@ def gpu_phase_runs(env: dict, image: str) -> dict:
 
 def write_results(result: dict) -> None:
     """containers.json keeps the latest run per GPU-pool image (the CPU image, the GPU image)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "containers.json"
     runs = json.loads(path.read_text())["runs"] if path.exists() else {}
     runs[result.get("gpu_pool_image", "none")] = result
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"benchmark": "containers", "runs": runs}, indent=1) + "\n")
-    tmp.replace(path)
+    write_json(path, {"benchmark": "containers", "runs": runs})
     lines = ["# Containers end to end (scripts/container_e2e.py)"]
     for image, r in runs.items():
         lines += ["", f"## GPU pool image {image}: {r['date']}, commit {r['commit'][:7]}, {r['machine']}", "",
@@ -298,9 +293,7 @@ def write_results(result: dict) -> None:
         if "accuracy" in r:
             lines += ["", f"eval.json equal (GPU phases in containers vs the round in one process, same image): "
                       f"{r['eval_equal']}", f"accuracy: {json.dumps(r['accuracy'])}"]
-    tmp = RESULTS / "containers.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(RESULTS / "containers.md")
+    write_text(RESULTS / "containers.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ requests, repeated (--repeats, default 3, in alternating order) and reported as 
    does (target: >= 2x faster at n=4);
 3. scoring (the selection phase) as a fraction of the generation phase's time;
 4. a fully cached re-run of a round against its first run, through Prefect (target: <= 5% of the time);
-5. each backend on the same phase, and the engine's start-up time (model and adapters loaded, nothing run).
+5. each backend on the same phase, and the engine's start-up time (model and adapters loaded, nothing run);
+6. what enabling LoRA costs requests that use no adapter: the base configurations' requests in an engine with the
+   warm adapter loaded against an engine without it (engine start included in both).
 The machine's load average at the start is recorded with the figures. Prefect runs as a private ephemeral
 server under a temporary PREFECT_HOME. Writes throughput.json and throughput.md under --out."""
 from __future__ import annotations
@@ -93,7 +95,17 @@ def phase_figures(cfg, tok, repeats: int) -> dict:
     def start():
         return backends.generator(cfg, ctx.model_path, adapters)
 
+    base_requests = [r for c, conf in enumerate(configs) if not conf.warm for r in requests[c::len(configs)]]
+
+    def base_with_lora():
+        return backends.generator(cfg, ctx.model_path, adapters).generate(base_requests, seed=cfg.method.seed)
+
+    def base_without_lora():
+        return backends.generator(cfg, ctx.model_path, None).generate(base_requests, seed=cfg.method.seed)
+
     designs = {"phase": phase, "bare": bare, "per_config": per_config, "engine_start": start}
+    if adapters and base_requests:
+        designs.update(base_lora_on=base_with_lora, base_lora_off=base_without_lora)
     seconds = {k: [] for k in designs}
     for r in range(repeats):
         for name in (list(designs) if r % 2 == 0 else list(designs)[::-1]):
@@ -111,6 +123,10 @@ def phase_figures(cfg, tok, repeats: int) -> dict:
             # per repeat: the bare engine's time over the phase's on the same requests (1.0: no overhead)
             "phase_keeps_of_bare_speed": spread([b / p for b, p in zip(seconds["bare"], seconds["phase"])]),
             "engine_per_phase_speedup": spread([c / p for c, p in zip(seconds["per_config"], seconds["phase"])]),
+            # per repeat: how much slower requests without an adapter run once the engine has LoRA enabled
+            **({"lora_enabled_slowdown": spread([a / b for a, b in zip(seconds["base_lora_on"],
+                                                                       seconds["base_lora_off"])]),
+                "base_requests": len(base_requests)} if "base_lora_on" in seconds else {}),
             "scoring_fraction_of_generation": round(t_score / t_phase, 3)}
 
 
@@ -152,6 +168,10 @@ def markdown(result: dict) -> str:
                   f"[{sec['engine_start']['min']}, {sec['engine_start']['max']}] | - | - |",
                   f"| {name}: scoring time / generation time | {100 * b['scoring_fraction_of_generation']:.0f}% "
                   "| - | - |"]
+        if "lora_enabled_slowdown" in b:
+            lines.append(f"| {name}: {b['base_requests']} requests without an adapter, engine with LoRA enabled vs "
+                         f"without (start included) | {_ratio(b['lora_enabled_slowdown'])} "
+                         f"({sec['base_lora_on']['median']} s vs {sec['base_lora_off']['median']} s) | - | - |")
     if len(result["backends"]) > 1:
         tps = {k: v["phase_tokens_per_s"] for k, v in result["backends"].items()}
         lines.append("| phase tokens/s by backend | " + ", ".join(f"{k} {v}" for k, v in tps.items()) + " | - | - |")

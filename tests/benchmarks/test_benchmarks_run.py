@@ -127,5 +127,9 @@ def test_throughput_tiny(tmp_path, tiny_model):
     # ratio in its third decimal)
     assert hf["phase_keeps_of_bare_speed"]["runs"] == pytest.approx(keep, rel=5e-3)
     assert hf["engine_per_phase_speedup"]["min"] > 0 and 0 < hf["scoring_fraction_of_generation"]
+    # the seed draws two base configurations at n=2: every request is timed with LoRA enabled and without
+    lora = [round(a / b, 3) for a, b in zip(sec["base_lora_on"]["runs"], sec["base_lora_off"]["runs"])]
+    assert hf["base_requests"] == 8 and hf["lora_enabled_slowdown"]["runs"] == pytest.approx(lora, rel=5e-3)
     md = (tmp_path / "throughput.md").read_text()
     assert "| hf: one engine per phase vs one per configuration |" in md and "median of 2 repeats" in md
+    assert "| hf: 8 requests without an adapter, engine with LoRA enabled vs without" in md

@@ -1,0 +1,52 @@
+"""The peft trainer's loss runs the output layer at response positions only: it must be the loss, and give the
+gradients, that transformers computes from the same labels over every position."""
+import torch
+from peft import LoraConfig, get_peft_model
+
+from semievol_core.backends.hf import encode_pair, load_model, load_tokenizer
+from semievol_core.backends.peft import response_loss
+from semievol_core.config import ModelConfig
+from semievol_core.data import load_dataset
+from semievol_core.prompts import training_example
+
+
+def _batch(tok, samples, n=6):
+    split = load_dataset(str(samples / "fpb" / "labeled.csv"), task="choice", require_answers=True)
+    feats = []
+    for rec in split.records[:n]:
+        p, s = encode_pair(tok, *training_example(rec, "choice", rec.answer))
+        feats.append((p + s, [-100] * len(p) + s))
+    width = max(len(x) for x, _ in feats)
+    pad = tok.pad_token_id
+    ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in feats])
+    labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in feats])
+    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in feats])
+    assert len({len(x) for x, _ in feats}) > 1  # padding is part of what is compared
+    return ids, mask, labels
+
+
+def test_response_loss_equals_the_full_logits_loss(tiny_model, samples):
+    cfg = ModelConfig()
+    tok = load_tokenizer(str(tiny_model), cfg)
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(str(tiny_model), cfg), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                                        task_type="CAUSAL_LM"))
+    for name, p in model.named_parameters():  # LoRA's B starts at zero: make the adapter change the output
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    ids, mask, labels = _batch(tok, samples)
+    lora = [p for p in model.parameters() if p.requires_grad]
+
+    full = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    full_grads = torch.autograd.grad(full, lora)
+    ours = response_loss(model, ids, mask, labels)
+    our_grads = torch.autograd.grad(ours, lora)
+
+    assert 0 < full.item() and abs(ours.item() - full.item()) < 1e-5 * full.item()
+    for a, b in zip(our_grads, full_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in our_grads)
+    # a label moved onto a prompt position changes the loss: the comparison is not vacuous
+    moved = labels.clone()
+    moved[0, 1] = ids[0, 1]
+    assert abs(response_loss(model, ids, mask, moved).item() - ours.item()) > 1e-6

@@ -117,7 +117,7 @@ def test_throughput_tiny(tmp_path, tiny_model):
          "--repeats", "2", "--skip-cached", "--model", str(tiny_model), "--out", str(tmp_path))
     got = json.loads((tmp_path / "throughput.json").read_text())
     hf = got["backends"]["hf"]
-    assert hf["requests"] == 8 and hf["configurations"] == 2 and hf["repeats"] == 2
+    assert hf["requests"] == 8 and hf["configurations"] == 2 and hf["repeats"] == 2 and hf["start_builds_engine"]
     assert got["commit"] and got["load_average_at_start"] is not None and got["model"] == str(tiny_model)
     sec = hf["seconds"]
     assert all(len(sec[k]["runs"]) == 2 and sec[k]["min"] <= sec[k]["median"] <= sec[k]["max"] for k in sec)

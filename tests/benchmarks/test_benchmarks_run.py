@@ -133,3 +133,16 @@ def test_throughput_tiny(tmp_path, tiny_model):
     md = (tmp_path / "throughput.md").read_text()
     assert "| hf: one engine per phase vs one per configuration |" in md and "median of 2 repeats" in md
     assert "| hf: 8 requests without an adapter, engine with LoRA enabled vs without" in md
+
+
+def test_train_step_tiny(tmp_path, tiny_model):
+    _run("benchmarks/train_step.py", "--batches", "2", "--batch-size", "2", "--repeats", "2", "--model",
+         str(tiny_model), "--out", str(tmp_path))
+    got = json.loads((tmp_path / "train_step.json").read_text())
+    sec = got["seconds"]
+    assert len(sec["full_logits"]["runs"]) == len(sec["response_positions"]["runs"]) == 2
+    ratio = [a / b for a, b in zip(sec["full_logits"]["runs"], sec["response_positions"]["runs"])]
+    assert got["speedup"]["runs"] == pytest.approx(ratio, rel=5e-3)
+    assert got["size"].startswith("2 batches of 2 from fpb/labeled.csv") and got["commit"]
+    assert "| loss over every position (transformers) / loss at response positions only" in \
+        (tmp_path / "train_step.md").read_text()

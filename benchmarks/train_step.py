@@ -1,0 +1,110 @@
+"""Training step: the peft trainer's loss (the output layer at response positions only) against the loss
+transformers computes from the same labels over every position, on the same LoRA model and batches; forward and
+backward, timed per repeat in alternating order.
+
+    python benchmarks/train_step.py                                   # the shipped FPB sample
+    python benchmarks/train_step.py --data ../shared/data/semievol/fpb --batches 12
+
+Both paths give the same loss and gradients (tests/model/test_training_loss.py); this measures what the
+restriction saves. Writes train_step.json and train_step.md under --out."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import RESULTS, commit, describe, load_average, save  # noqa: E402
+from benchmarks.throughput import spread  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def batches(tok, labeled: Path, count: int, size: int):
+    import torch
+
+    from semievol_core.backends.hf import encode_pair
+    from semievol_core.data import load_dataset
+    from semievol_core.prompts import training_example
+    records = load_dataset(str(labeled), task="choice", require_answers=True).records[:count * size]
+    if len(records) < count * size:
+        raise SystemExit(f"{labeled}: {len(records)} rows, {count * size} needed for {count} batches of {size}")
+    feats = []
+    for r in records:
+        p, s = encode_pair(tok, *training_example(r, "choice", r.answer))
+        feats.append((p + s, [-100] * len(p) + s))
+    out, pad = [], tok.pad_token_id
+    for i in range(0, len(feats), size):
+        b = feats[i:i + size]
+        w = max(len(x) for x, _ in b)
+        out.append((torch.tensor([x + [pad] * (w - len(x)) for x, _ in b]),
+                    torch.tensor([[1] * len(x) + [0] * (w - len(x)) for x, _ in b]),
+                    torch.tensor([y + [-100] * (w - len(y)) for _, y in b])))
+    return out, statistics.mean(len(x) for x, _ in feats), statistics.mean(sum(t != -100 for t in y) for _, y in feats)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=REPO / "data" / "samples" / "fpb")
+    p.add_argument("--batches", type=int, default=6, help="batches per timing")
+    p.add_argument("--batch-size", type=int, default=8, help="lora.batch_size's default")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--model", default=None, help="the base model (model.base); the embedded SmolLM2 if unset")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    from peft import LoraConfig, get_peft_model
+
+    from semievol_core.backends.hf import load_model, load_tokenizer
+    from semievol_core.backends.peft import response_loss
+    from semievol_core.config import LoraParams, ModelConfig
+    from semievol_core.models import resolve_model
+    cfg = ModelConfig() if args.model is None else ModelConfig(base=args.model)
+    path = resolve_model(cfg)
+    tok = load_tokenizer(path, cfg)
+    lp = LoraParams()
+    model = get_peft_model(load_model(path, cfg), LoraConfig(r=lp.rank, lora_alpha=lp.alpha, lora_dropout=lp.dropout,
+                                                             target_modules=lp.target_modules, task_type="CAUSAL_LM"))
+    model.train()
+    data, tokens, targets = batches(tok, args.data / "labeled.csv", args.batches, args.batch_size)
+    result = {"benchmark": "train_step", "machine": describe(), "commit": commit(), "model": cfg.base,
+              "load_average_at_start": load_average(), "repeats": args.repeats,
+              "size": f"{args.batches} batches of {args.batch_size} from {args.data.name}/labeled.csv, "
+                      f"{tokens:.0f} tokens per example of which {targets:.1f} are trained on, LoRA r{lp.rank}"}
+
+    def full():
+        for ids, mask, labels in data:
+            model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+
+    def ours():
+        for ids, mask, labels in data:
+            response_loss(model, ids, mask, labels).backward()
+
+    designs, seconds = {"full_logits": full, "response_positions": ours}, {"full_logits": [], "response_positions": []}
+    for r in range(args.repeats):
+        for name in (list(designs) if r % 2 == 0 else list(designs)[::-1]):
+            t0 = time.perf_counter()
+            designs[name]()
+            seconds[name].append(time.perf_counter() - t0)
+            model.zero_grad()
+            print(f"  repeat {r + 1}: {name} {seconds[name][-1]:.1f} s", flush=True)
+    result["seconds"] = {k: spread(v) for k, v in seconds.items()}
+    result["speedup"] = spread([a / b for a, b in zip(seconds["full_logits"], seconds["response_positions"])])
+    m, s, t = result["machine"], result["speedup"], result["seconds"]
+    md = (f"Training step ({m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}, commit "
+          f"{result['commit'] or '-'}, load average {result['load_average_at_start']} at the start): {result['size']}; "
+          f"the median of {args.repeats} repeats in alternating order, [min, max]\n\n"
+          "| figure | value |\n|---|---|\n"
+          f"| loss over every position (transformers) / loss at response positions only (the trainer), forward + "
+          f"backward | {s['median']:.2f}x [{s['min']:.2f}x, {s['max']:.2f}x] "
+          f"({t['full_logits']['median']} s vs {t['response_positions']['median']} s) |\n")
+    save("train_step", args.out, result, md)
+    print(md)
+    print(f"summary: the trainer's step is {s['median']:.2f}x faster than transformers' full-logits loss")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -51,10 +51,16 @@ def _timed(fn):
     return out, time.perf_counter() - t0
 
 
+def _figures(x: float) -> float:
+    # four significant figures, not a fixed number of decimals: a tiny model's step takes milliseconds, and
+    # rounding those to the millisecond moved the ratios computed from them by 1%
+    return float(f"{x:.4g}")
+
+
 def spread(values: list[float]) -> dict:
     v = sorted(values)
-    return {"median": round(float(statistics.median(v)), 3), "min": round(v[0], 3), "max": round(v[-1], 3),
-            "runs": [round(x, 3) for x in values]}
+    return {"median": _figures(statistics.median(v)), "min": _figures(v[0]), "max": _figures(v[-1]),
+            "runs": [_figures(x) for x in values]}
 
 
 def phase_figures(cfg, tok, repeats: int) -> dict:
@@ -94,8 +100,7 @@ def phase_figures(cfg, tok, repeats: int) -> dict:
 
     def start():
         engine = backends.generator(cfg, ctx.model_path, adapters)
-        if hasattr(engine, "_engine"):  # vLLM's engine is built on first use: the sampling seed is its argument
-            engine._engine(cfg.method.seed)
+        engine.start(cfg.method.seed)  # vLLM builds its engine on first use otherwise
         return engine
 
     base_requests = [r for c, conf in enumerate(configs) if not conf.warm for r in requests[c::len(configs)]]

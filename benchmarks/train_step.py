@@ -24,25 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def batches(tok, labeled: Path, count: int, size: int):
-    import torch
-
-    from semievol_core.backends.hf import encode_pair
+    from semievol_core.backends.peft import collate, example_features
     from semievol_core.data import load_dataset
     from semievol_core.prompts import training_example
     records = load_dataset(str(labeled), task="choice", require_answers=True).records[:count * size]
     if len(records) < count * size:
         raise SystemExit(f"{labeled}: {len(records)} rows, {count * size} needed for {count} batches of {size}")
-    feats = []
-    for r in records:
-        p, s = encode_pair(tok, *training_example(r, "choice", r.answer))
-        feats.append((p + s, [-100] * len(p) + s))
-    out, pad = [], tok.pad_token_id
-    for i in range(0, len(feats), size):
-        b = feats[i:i + size]
-        w = max(len(x) for x, _ in b)
-        out.append((torch.tensor([x + [pad] * (w - len(x)) for x, _ in b]),
-                    torch.tensor([[1] * len(x) + [0] * (w - len(x)) for x, _ in b]),
-                    torch.tensor([y + [-100] * (w - len(y)) for _, y in b])))
+    feats = [example_features(tok, *training_example(r, "choice", r.answer)) for r in records]
+    out = [collate(feats[i:i + size], tok.pad_token_id) for i in range(0, len(feats), size)]
     return out, statistics.mean(len(x) for x, _ in feats), statistics.mean(sum(t != -100 for t in y) for _, y in feats)
 
 

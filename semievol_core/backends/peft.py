@@ -48,6 +48,24 @@ def response_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Te
     return torch.nn.functional.cross_entropy(logits, target[keep])
 
 
+def example_features(tok, messages: Messages, response: str, max_length: int | None = None):
+    """Token ids of prompt + response and their labels, -100 over the prompt so that no loss term reads it. A
+    prompt too long for max_length loses its beginning (the retrieved examples), never the response."""
+    p, s = encode_pair(tok, messages, response)
+    if max_length is not None:
+        p = p[-max(1, max_length - len(s)):]
+    return p + s, [-100] * len(p) + s
+
+
+def collate(batch: list[tuple[list[int], list[int]]], pad: int, device=None):
+    """(ids, labels) pairs right-padded to the longest: input ids, attention mask, labels (-100 on padding)."""
+    width = max(len(x) for x, _ in batch)
+    ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
+    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
+    labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
+    return ids, mask, labels
+
+
 class PeftTrainer:
     def __init__(self, model_path: str, model_cfg: ModelConfig, lora: LoraParams, progress: bool = True):
         self.model_path, self.model_cfg, self.lora, self.progress = model_path, model_cfg, lora, progress
@@ -73,11 +91,7 @@ class PeftTrainer:
         model = get_peft_model(model, LoraConfig(
             r=lp.rank, lora_alpha=lp.alpha, lora_dropout=lp.dropout, target_modules=lp.target_modules,
             task_type="CAUSAL_LM"))
-        feats = []
-        for messages, response in examples:
-            p, s = encode_pair(tok, messages, response)
-            p = p[-max(1, lp.max_length - len(s)):]
-            feats.append((p + s, [-100] * len(p) + s))
+        feats = [example_features(tok, messages, response, lp.max_length) for messages, response in examples]
         total = lp.optimizer_steps(len(feats))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lp.lr, weight_decay=0.0)
         sched = get_scheduler(lp.scheduler, opt, num_warmup_steps=round(lp.warmup_ratio * total),
@@ -87,12 +101,7 @@ class PeftTrainer:
         step, micro, epoch, t0 = 0, 0, 0, time.perf_counter()
         while step < total:
             for batch in self._batches(feats, epoch):
-                width = max(len(x) for x, _ in batch)
-                pad = tok.pad_token_id
-                ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
-                labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
-                mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
-                loss = response_loss(model, ids, mask, labels)
+                loss = response_loss(model, *collate(batch, tok.pad_token_id, device))
                 if not torch.isfinite(loss):
                     raise TrainingError(f"loss became {loss.item()} at step {step}")
                 (loss / lp.grad_accum).backward()

@@ -3,8 +3,8 @@ gradients, that transformers computes from the same labels over every position."
 import torch
 from peft import LoraConfig, get_peft_model
 
-from semievol_core.backends.hf import encode_pair, load_model, load_tokenizer
-from semievol_core.backends.peft import response_loss
+from semievol_core.backends.hf import load_model, load_tokenizer
+from semievol_core.backends.peft import collate, example_features, response_loss
 from semievol_core.config import ModelConfig
 from semievol_core.data import load_dataset
 from semievol_core.prompts import training_example
@@ -12,17 +12,9 @@ from semievol_core.prompts import training_example
 
 def _batch(tok, samples, n=6):
     split = load_dataset(str(samples / "fpb" / "labeled.csv"), task="choice", require_answers=True)
-    feats = []
-    for rec in split.records[:n]:
-        p, s = encode_pair(tok, *training_example(rec, "choice", rec.answer))
-        feats.append((p + s, [-100] * len(p) + s))
-    width = max(len(x) for x, _ in feats)
-    pad = tok.pad_token_id
-    ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in feats])
-    labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in feats])
-    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in feats])
+    feats = [example_features(tok, *training_example(rec, "choice", rec.answer)) for rec in split.records[:n]]
     assert len({len(x) for x, _ in feats}) > 1  # padding is part of what is compared
-    return ids, mask, labels
+    return collate(feats, tok.pad_token_id)
 
 
 def test_response_loss_equals_the_full_logits_loss(tiny_model, samples):

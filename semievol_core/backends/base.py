@@ -28,6 +28,11 @@ class ScoreRequest:
 
 
 class Generator(Protocol):
+    def start(self, seed: int) -> None:
+        """Load the model and adapters now rather than on the first call, so that start-up can be timed or
+        failed early; a backend whose constructor already loads them does nothing. On vLLM-CPU the engine's
+        sampling seed is fixed here."""
+
     def generate(self, requests: list[GenRequest], seed: int, desc: str = "generate") -> list[str]:
         """One text per request. The whole phase goes in one call so the backend can batch across configs."""
 

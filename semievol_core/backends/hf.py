@@ -150,6 +150,9 @@ class HFEngine:
         self.gen_batch_size, self.score_batch_size = gen_batch_size, score_batch_size
         self.progress, self.max_length = progress, max_length
 
+    def start(self, seed: int) -> None:
+        pass  # the model and its adapters were loaded by the constructor
+
     def _use(self, adapter: str | None):
         """Context in which the model runs with the named adapter, or with none (the base model)."""
         import contextlib

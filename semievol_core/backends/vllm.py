@@ -61,6 +61,9 @@ class VLLMEngine:
         self.llm = LLM(**kwargs)
         return self.llm
 
+    def start(self, seed: int) -> None:
+        self._engine(seed)
+
     def _lora(self, adapter: str | None):
         if adapter is None:
             return None

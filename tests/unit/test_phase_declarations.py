@@ -63,6 +63,9 @@ class FakeEngine:
                  **kw):
         _read_all(cfg)
 
+    def start(self, seed):
+        pass
+
     def generate(self, requests, seed, desc="generate"):
         out = []
         for r in requests:

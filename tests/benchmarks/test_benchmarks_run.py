@@ -145,3 +145,20 @@ def test_train_step_tiny(tmp_path, tiny_model):
     assert got["size"].startswith("2 batches of 2 from fpb/labeled.csv") and got["commit"]
     assert "| loss over every position (transformers) / loss at response positions only" in \
         (tmp_path / "train_step.md").read_text()
+
+
+def test_engine_start_tiny(tmp_path, tiny_model):
+    out = _run("benchmarks/engine_start.py", "--repeats", "2", "--model", str(tiny_model), "--out", str(tmp_path))
+    got = json.loads((tmp_path / "engine_start.json").read_text())
+    assert got["model"] == str(tiny_model) and got["commit"] and got["load_average_at_start"] is not None
+    sec = got["seconds"]
+    assert set(sec) == {"hf_with_adapter", "hf_no_adapter", "vllm_with_adapter", "vllm_no_adapter"}
+    assert all(len(s["runs"]) == 2 and 0 < s["min"] <= s["median"] <= s["max"] for s in sec.values())
+    # vLLM's start builds the engine (KV cache, LoRA slots), which hf's never has to: a start that timed only
+    # the wrapper would be as fast as hf's
+    assert sec["vllm_with_adapter"]["min"] > sec["hf_with_adapter"]["max"]
+    assert set(got["import_s"]) == {"hf", "vllm"}
+    # the second repeat runs the designs in reverse order
+    order = [ln.split(": ")[1].split()[0] for ln in out.stdout.splitlines() if ln.strip().startswith("repeat ")]
+    assert order[:4] == order[4:][::-1] and len(order) == 8
+    assert "| vllm |" in (tmp_path / "engine_start.md").read_text()

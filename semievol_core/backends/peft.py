@@ -48,6 +48,13 @@ def response_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Te
     return torch.nn.functional.cross_entropy(logits, target[keep])
 
 
+def with_lora(model, lp: LoraParams):
+    """The model wrapped in a fresh (untrained) LoRA of the configured shape; only its weights train."""
+    from peft import LoraConfig, get_peft_model
+    return get_peft_model(model, LoraConfig(r=lp.rank, lora_alpha=lp.alpha, lora_dropout=lp.dropout,
+                                            target_modules=lp.target_modules, task_type="CAUSAL_LM"))
+
+
 def example_features(tok, messages: Messages, response: str, max_length: int | None = None):
     """Token ids of prompt + response and their labels, -100 over the prompt so that no loss term reads it. A
     prompt too long for max_length loses its beginning (the retrieved examples), never the response."""
@@ -77,7 +84,6 @@ class PeftTrainer:
         return [[feats[i] for i in order[s:s + bs]] for s in range(0, len(order), bs)]
 
     def train(self, examples: list[tuple[Messages, str]], out_dir: Path) -> Path:
-        from peft import LoraConfig, get_peft_model
         from transformers import get_scheduler
 
         if not examples:
@@ -88,9 +94,7 @@ class PeftTrainer:
         tok = load_tokenizer(self.model_path, self.model_cfg)
         model = load_model(self.model_path, self.model_cfg)
         device = model.device
-        model = get_peft_model(model, LoraConfig(
-            r=lp.rank, lora_alpha=lp.alpha, lora_dropout=lp.dropout, target_modules=lp.target_modules,
-            task_type="CAUSAL_LM"))
+        model = with_lora(model, lp)
         feats = [example_features(tok, messages, response, lp.max_length) for messages, response in examples]
         total = lp.optimizer_steps(len(feats))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lp.lr, weight_decay=0.0)

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import RESULTS, commit, describe, load_average, save  # noqa: E402
-from benchmarks.throughput import spread  # noqa: E402
+from benchmarks.throughput import alternating, spread  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # what each backend imports on top of torch, which both share
@@ -31,15 +31,10 @@ _MODULES = {"hf": ["transformers", "peft"], "vllm": ["vllm"]}
 
 
 def fresh_adapter(model_path: str, cfg, out: Path) -> str:
-    from peft import LoraConfig, get_peft_model
-
     from semievol_core.backends.hf import load_model
+    from semievol_core.backends.peft import with_lora
     from semievol_core.config import LoraParams
-    lp = LoraParams()
-    model = get_peft_model(load_model(model_path, cfg), LoraConfig(
-        r=lp.rank, lora_alpha=lp.alpha, lora_dropout=lp.dropout, target_modules=lp.target_modules,
-        task_type="CAUSAL_LM"))
-    model.save_pretrained(out, safe_serialization=True)
+    with_lora(load_model(model_path, cfg), LoraParams()).save_pretrained(out, safe_serialization=True)
     return str(out)
 
 
@@ -75,25 +70,17 @@ def main(argv=None) -> int:
         adapter = fresh_adapter(path, first.model, Path(tmp) / "warm")
 
         def design(b, adapters):
-            def run():
-                t0 = time.perf_counter()
+            def run():  # the engine it returns is released, outside the clock, before the next design
                 engine = backends.generator(cfgs[b], path, adapters)
                 engine.start(first.method.seed)
-                took = time.perf_counter() - t0
-                del engine
-                gc.collect()
-                return took
+                return engine
             return run
 
         designs = {}
         for b in args.backends:
             designs[f"{b}_with_adapter"] = design(b, {"warm": adapter})
             designs[f"{b}_no_adapter"] = design(b, None)
-        seconds = {k: [] for k in designs}
-        for r in range(args.repeats):
-            for name in (list(designs) if r % 2 == 0 else list(designs)[::-1]):
-                seconds[name].append(designs[name]())
-                print(f"  repeat {r + 1}: {name} {seconds[name][-1]:.2f} s", flush=True)
+        seconds = alternating(designs, args.repeats, after=gc.collect)
     result["import_s"] = imports
     result["seconds"] = {k: spread(v) for k, v in seconds.items()}
     m, s = result["machine"], result["seconds"]

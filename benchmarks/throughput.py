@@ -63,6 +63,20 @@ def spread(values: list[float]) -> dict:
             "runs": [_figures(x) for x in values]}
 
 
+def alternating(designs: dict, repeats: int, after=None) -> dict[str, list[float]]:
+    """Wall seconds of each design per repeat, the order reversed on every other repeat so that neither gains
+    from running after the other (caches, thermal state). What a design returns is dropped before `after` runs,
+    outside the clock (an engine released, gradients zeroed)."""
+    seconds = {name: [] for name in designs}
+    for r in range(repeats):
+        for name in (list(designs) if r % 2 == 0 else list(designs)[::-1]):
+            seconds[name].append(_timed(designs[name])[1])
+            if after is not None:
+                after()
+            print(f"  repeat {r + 1}: {name} {seconds[name][-1]:.2f} s", flush=True)
+    return seconds
+
+
 def phase_figures(cfg, tok, repeats: int) -> dict:
     """Ratios 1, 2, 3 and the engine start-up, on one prepared round directory. Every repeat times the phase,
     the bare engine and the engine-per-configuration design on the same requests, in alternating order so that
@@ -114,11 +128,7 @@ def phase_figures(cfg, tok, repeats: int) -> dict:
     designs = {"phase": phase, "bare": bare, "per_config": per_config, "engine_start": start}
     if adapters and base_requests:
         designs.update(base_lora_on=base_with_lora, base_lora_off=base_without_lora)
-    seconds = {k: [] for k in designs}
-    for r in range(repeats):
-        for name in (list(designs) if r % 2 == 0 else list(designs)[::-1]):
-            seconds[name].append(_timed(designs[name])[1])
-            print(f"  repeat {r + 1}: {name} {seconds[name][-1]:.1f} s", flush=True)
+    seconds = alternating(designs, repeats)
     import pandas as pd
     phase_tokens = count(pd.read_parquet(ctx.rd.candidates)["response"])
     run_phase(ctx, "justify", collaborate.justify)

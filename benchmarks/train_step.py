@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import RESULTS, commit, describe, load_average, save  # noqa: E402
-from benchmarks.throughput import spread  # noqa: E402
+from benchmarks.throughput import alternating, spread  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,18 +43,15 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="the base model (model.base); the embedded SmolLM2 if unset")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    from peft import LoraConfig, get_peft_model
-
     from semievol_core.backends.hf import load_model, load_tokenizer
-    from semievol_core.backends.peft import response_loss
+    from semievol_core.backends.peft import response_loss, with_lora
     from semievol_core.config import LoraParams, ModelConfig
     from semievol_core.models import resolve_model
     cfg = ModelConfig() if args.model is None else ModelConfig(base=args.model)
     path = resolve_model(cfg)
     tok = load_tokenizer(path, cfg)
     lp = LoraParams()
-    model = get_peft_model(load_model(path, cfg), LoraConfig(r=lp.rank, lora_alpha=lp.alpha, lora_dropout=lp.dropout,
-                                                             target_modules=lp.target_modules, task_type="CAUSAL_LM"))
+    model = with_lora(load_model(path, cfg), lp)
     model.train()
     data, tokens, targets = batches(tok, args.data / "labeled.csv", args.batches, args.batch_size)
     result = {"benchmark": "train_step", "machine": describe(), "commit": commit(), "model": cfg.base,
@@ -71,14 +67,7 @@ def main(argv=None) -> int:
         for ids, mask, labels in data:
             response_loss(model, ids, mask, labels).backward()
 
-    designs, seconds = {"full_logits": full, "response_positions": ours}, {"full_logits": [], "response_positions": []}
-    for r in range(args.repeats):
-        for name in (list(designs) if r % 2 == 0 else list(designs)[::-1]):
-            t0 = time.perf_counter()
-            designs[name]()
-            seconds[name].append(time.perf_counter() - t0)
-            model.zero_grad()
-            print(f"  repeat {r + 1}: {name} {seconds[name][-1]:.1f} s", flush=True)
+    seconds = alternating({"full_logits": full, "response_positions": ours}, args.repeats, after=model.zero_grad)
     result["seconds"] = {k: spread(v) for k, v in seconds.items()}
     result["speedup"] = spread([a / b for a, b in zip(seconds["full_logits"], seconds["response_positions"])])
     m, s, t = result["machine"], result["speedup"], result["seconds"]

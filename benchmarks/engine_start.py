@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import RESULTS, commit, describe, load_average, save  # noqa: E402
+from benchmarks.machine import RESULTS, commit, describe, header, load_average, save  # noqa: E402
 from benchmarks.throughput import alternating, spread  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,11 +83,10 @@ def main(argv=None) -> int:
         seconds = alternating(designs, args.repeats, after=gc.collect)
     result["import_s"] = imports
     result["seconds"] = {k: spread(v) for k, v in seconds.items()}
-    m, s = result["machine"], result["seconds"]
+    s = result["seconds"]
     rows = [f"| {b} | {_cell(s[f'{b}_with_adapter'])} | {_cell(s[f'{b}_no_adapter'])} | {imports[b]} s |"
             for b in args.backends]
-    md = (f"Engine start-up ({m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}, commit "
-          f"{result['commit'] or '-'}, load average {result['load_average_at_start']} at the start): "
+    md = (f"Engine start-up ({header(result)}): "
           f"{result['model']}; constructor to start() returned, in a process that has imported the backend; the "
           f"median of {args.repeats} repeats in alternating order, [min, max]\n\n"
           "| backend | warm adapter loaded | no adapter | importing its modules (once) |\n|---|---|---|---|\n"

@@ -65,3 +65,18 @@ def save(name: str, out_dir: Path, result: dict, markdown: str) -> tuple[Path, P
     m = write_text(out_dir / f"{name}.md", markdown)
     return j, m
 
+
+
+def machine_line(m: dict) -> str:
+    """The machine as a markdown header states it: "2 cores, <cpu>, GPU none"."""
+    return f"{m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}"
+
+
+def header(result: dict) -> str:
+    """Machine, date, commit and starting load of a result, for the parenthesis after a table's title."""
+    parts = [f"{machine_line(result['machine'])}; {result['machine']['date']}"]
+    if "commit" in result:
+        parts.append(f"commit {result['commit'] or '-'}")
+    if "load_average_at_start" in result:
+        parts.append(f"load average {result['load_average_at_start']} at the start")
+    return ", ".join(parts)

@@ -30,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import RESULTS, commit, describe, save  # noqa: E402
+from benchmarks.machine import RESULTS, commit, describe, machine_line, save  # noqa: E402
 from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
 from semievol_core.propagate import WARM_UP  # noqa: E402
 from semievol_core.round import PHASES, manifest, prepare, run_phase  # noqa: E402
@@ -366,7 +366,7 @@ def table(result: dict) -> str:
         lines += [f"| {name} | {label} | " + ", ".join(f"{k}: {v}" for k, v in acc["answers"].items())
                   + f" | {_pct(acc['extraction_failure_rate'])} |" for name, label, acc in dist]
     m = result["machine"]
-    lines += ["", f"Machine: {m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; each round's date above, "
+    lines += ["", f"Machine: {machine_line(m)}; each round's date above, "
               f"tables drawn {m['date']}."]
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import RESULTS, describe, save  # noqa: E402
+from benchmarks.machine import RESULTS, commit, describe, header, load_average, save  # noqa: E402
 
 WORDS = ("shares revenue profit loss quarter outlook guidance market company bank merger sales growth decline "
          "dividend forecast analysts investors contract plant jobs cost margin demand supply price order").split()
@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     if args.one:
         print(json.dumps(one(args.one, args.labeled, args.k, args.theta, args.batch)))
         return 0
+    started = {"commit": commit(), "load_average_at_start": load_average()}
     runs = []
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(n), "--labeled", str(args.labeled), "--k", str(args.k),
@@ -97,13 +98,12 @@ def main(argv=None) -> int:
               f"{r['peak_above_embedder_mb']} MB above the embedder", flush=True)
     first, last = runs[0], runs[-1]
     growth = last["seconds"]["embed_search_unlabeled"] / max(1e-9, first["seconds"]["embed_search_unlabeled"])
-    result = {"benchmark": "scale", "machine": describe(), "runs": runs,
+    result = {"benchmark": "scale", "machine": describe(), **started, "runs": runs,
               "growth": {"rows_ratio": last["unlabeled"] / first["unlabeled"], "time_ratio": round(growth, 2)},
               "target_peak_above_embedder_mb": TARGET_MB,
               "meets_memory_target": all(r["peak_above_embedder_mb"] < TARGET_MB for r in runs)}
-    m = result["machine"]
     lines = [f"Scale: retrieval + selection, {args.labeled} labeled, k={args.k}, batches of {args.batch} "
-             f"({m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']})", "",
+             f"({header(result)})", "",
              "| unlabeled rows | index labeled s | embed+search s | select s | rows/s | peak above embedder MB |",
              "|---|---|---|---|---|---|"]
     for r in runs:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import RESULTS, commit, describe, load_average, save  # noqa: E402
+from benchmarks.machine import RESULTS, commit, describe, header, load_average, save  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,9 +176,7 @@ def _start(name: str, b: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    m = result["machine"]
-    lines = [f"Throughput ({m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}, commit "
-             f"{result.get('commit') or '-'}, load average {result.get('load_average_at_start')} at the start): "
+    lines = [f"Throughput ({header(result)}): "
              f"{result.get('model', 'the embedded SmolLM2')}, {result['size']}; each ratio the median of "
              f"{result.get('repeats', 1)} repeats in alternating order, "
              "[min, max]", "", "| figure | value | target | met |", "|---|---|---|---|"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import RESULTS, commit, describe, load_average, save  # noqa: E402
+from benchmarks.machine import RESULTS, commit, describe, header, load_average, save  # noqa: E402
 from benchmarks.throughput import alternating, spread  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,9 +70,8 @@ def main(argv=None) -> int:
     seconds = alternating({"full_logits": full, "response_positions": ours}, args.repeats, after=model.zero_grad)
     result["seconds"] = {k: spread(v) for k, v in seconds.items()}
     result["speedup"] = spread([a / b for a, b in zip(seconds["full_logits"], seconds["response_positions"])])
-    m, s, t = result["machine"], result["speedup"], result["seconds"]
-    md = (f"Training step ({m['cores']} cores, {m['cpu']}, GPU {m['gpu'] or 'none'}; {m['date']}, commit "
-          f"{result['commit'] or '-'}, load average {result['load_average_at_start']} at the start): {result['size']}; "
+    s, t = result["speedup"], result["seconds"]
+    md = (f"Training step ({header(result)}): {result['size']}; "
           f"the median of {args.repeats} repeats in alternating order, [min, max]\n\n"
           "| figure | value |\n|---|---|\n"
           f"| loss over every position (transformers) / loss at response positions only (the trainer), forward + "

@@ -167,17 +167,7 @@ class HFEngine:
     def generate(self, requests: list[GenRequest], seed: int, desc: str = "generate") -> list[str]:
         out: list[str | None] = [None] * len(requests)
         prompts = [prompt_ids(self.tok, r.messages, self.max_length) for r in requests]
-        # Same adapter and settings batch together; longest first so padding stays small.
-        order = sorted(range(len(requests)), key=lambda i: (str(requests[i].adapter), requests[i].temperature,
-                                                            requests[i].max_new_tokens, -len(prompts[i]), i))
-        batches, cur = [], []
-        for i in order:
-            if cur and (len(cur) == self.gen_batch_size or _key(requests[cur[0]]) != _key(requests[i])):
-                batches.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
-            batches.append(cur)
+        batches = generation_batches(requests, prompts, self.gen_batch_size)
         bar = Bar(len(requests), desc, "seq", self.progress)
         tokens, t0 = 0, time.perf_counter()
         for b, idx in enumerate(batches):
@@ -248,5 +238,16 @@ class HFEngine:
         return out
 
 
-def _key(r: GenRequest):
-    return (r.adapter, r.temperature, r.max_new_tokens)
+def generation_batches(requests: list[GenRequest], prompts: list[list[int]], size: int) -> list[list[int]]:
+    """The request indices of each batch generate runs, in order: the same adapter and settings batch together,
+    longest prompt first, so that each batch pads its prompts little."""
+    def key(i):
+        return (requests[i].adapter, requests[i].temperature, requests[i].max_new_tokens)
+    batches, cur = [], []
+    # (str: None, the base model, does not sort against adapter names)
+    for i in sorted(range(len(requests)), key=lambda i: (str(requests[i].adapter), *key(i)[1:], -len(prompts[i]), i)):
+        if cur and (len(cur) == size or key(cur[0]) != key(i)):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    return batches + [cur] if cur else batches

@@ -162,3 +162,19 @@ def test_engine_start_tiny(tmp_path, tiny_model):
     order = [ln.split(": ")[1].split()[0] for ln in out.stdout.splitlines() if ln.strip().startswith("repeat ")]
     assert order[:4] == order[4:][::-1] and len(order) == 8
     assert "| vllm |" in (tmp_path / "engine_start.md").read_text()
+
+
+def test_generation_profile_tiny(tmp_path, tiny_model):
+    _run("benchmarks/generation_profile.py", "--repeats", "2", "--sample-batches", "1", "--model", str(tiny_model),
+         "--out", str(tmp_path))
+    got = json.loads((tmp_path / "generation_profile.json").read_text())
+    # the shipped FPB sample: 128 unlabeled records under the round's 4 configurations, batched by 32
+    assert got["requests"] == 512 and got["batches"] >= 16 and len(got["configs"]) == 4
+    # every prompt of one adapter opens with the chat template's system turn: a prefix cache skips it each time
+    assert got["prefix_cache_skips"] > 0 and got["padding_tokens"] >= 0
+    s = got["sample"]
+    assert s["batches"] == 1 and len(s["seconds"]["generation"]["runs"]) == 2
+    share = [f / g for f, g in zip(s["seconds"]["first_token"]["runs"], s["seconds"]["generation"]["runs"])]
+    assert s["prefill_share"]["runs"] == pytest.approx(share, rel=5e-3)
+    assert all(0 < r < 1 for r in share)  # one new token is cheaper than up to 24
+    assert got["commit"] and "| prefill's share of generation |" in (tmp_path / "generation_profile.md").read_text()

@@ -7,12 +7,14 @@ prior (right on the majority class, wrong on the others) shows as such.
     python benchmarks/justify.py runs/bench-quality/fpb-semievol-s0-n32 [more round directories]
 
 The gold answers come from the round's unlabeled file and are read for this report only. Prints a markdown table
-per round; with --out DIR also writes justify.json and justify.md there."""
+per round; with --out DIR also writes justify.json and justify.md there, keeping the rounds an earlier run
+wrote there (a round directory lives on the machine that ran it; its study outlives it)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -102,6 +104,18 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merged(earlier: Path, results: list[dict]) -> list[dict]:
+    """The rounds of an earlier justify.json that this run did not study, then this run's."""
+    try:
+        prev = json.loads(earlier.read_text()).get("rounds", [])
+    except FileNotFoundError:
+        prev = []
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{earlier}: unreadable earlier results ({e}); move it away to start afresh")
+    now = {r["round"] for r in results}
+    return [r for r in prev if r.get("round") not in now] + results
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("rounds", nargs="+", type=Path, help="finished round directories")
@@ -110,12 +124,12 @@ def main(argv=None) -> int:
     for rd in args.rounds:
         if not (rd / "justified.parquet").is_file():
             p.error(f"{rd}: no justified.parquet (the round's self-justify phase has not finished)")
-    results = [study_round(rd) for rd in args.rounds]
-    md = markdown(results)
-    print(md)
+    studied = {"studied": time.strftime("%Y-%m-%d"), "commit": commit()}
+    results = [{**study_round(rd), **studied} for rd in args.rounds]
+    print(markdown(results))
     if args.out:
-        save("justify", args.out, {"benchmark": "justify", "machine": describe(), "commit": commit(),
-                                   "rounds": results}, md)
+        kept = merged(args.out / "justify.json", results)
+        save("justify", args.out, {"benchmark": "justify", "machine": describe(), "rounds": kept}, markdown(kept))
     # a round whose configurations always agreed has nothing to report (zipping the "all" rows with every
     # round would pair a later round's figures with its name)
     print("summary: " + "; ".join(

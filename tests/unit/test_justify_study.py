@@ -1,5 +1,6 @@
 """benchmarks/justify.py's arithmetic on a hand-made round: five disagreements, one agreement, figures worked
 out by hand."""
+import json
 import sys
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.justify import majority_vote, study  # noqa: E402
+from benchmarks.justify import majority_vote, merged, study  # noqa: E402
 
 CONFIGS = [{"warm": False, "shots": 2}, {"warm": True, "shots": 0}, {"warm": False, "shots": 3},
            {"warm": True, "shots": 3}]
@@ -57,3 +58,13 @@ def test_without_a_warm_0shot_configuration():
     assert got["warm_0shot_config"] is None
     assert got["by_gold_class"]["all"]["equals_warm_0shot"] is None
     assert got["by_gold_class"]["all"]["accuracy"]["warm_0shot"] is None
+
+
+def test_an_earlier_study_is_kept_unless_its_round_is_studied_again(tmp_path):
+    earlier = tmp_path / "justify.json"
+    assert merged(earlier, [{"round": "a", "v": 1}]) == [{"round": "a", "v": 1}]  # none yet
+    earlier.write_text(json.dumps({"rounds": [{"round": "fpb", "v": 0}, {"round": "a", "v": 0}]}))
+    assert merged(earlier, [{"round": "a", "v": 1}]) == [{"round": "fpb", "v": 0}, {"round": "a", "v": 1}]
+    earlier.write_text("{not json")
+    with pytest.raises(SystemExit, match="unreadable earlier results"):
+        merged(earlier, [])

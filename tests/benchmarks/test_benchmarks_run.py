@@ -178,3 +178,18 @@ def test_generation_profile_tiny(tmp_path, tiny_model):
     assert s["prefill_share"]["runs"] == pytest.approx(share, rel=5e-3)
     assert all(0 < r < 1 for r in share)  # one new token is cheaper than up to 24
     assert got["commit"] and "| prefill's share of generation |" in (tmp_path / "generation_profile.md").read_text()
+
+
+def test_recipe_tiny(tmp_path, tiny_model):
+    _run("benchmarks/recipe.py", "--recipes", "1e-3:1", "3e-3:0.5", "--model", str(tiny_model), "--out", str(tmp_path))
+    got = json.loads((tmp_path / "recipe.json").read_text())
+    # the shipped FPB sample's 64 labeled rows: 51 to train on, 13 held out
+    assert got["split"] == {"seed": 0, "train": 51, "held_out": 13}
+    assert [(r["lr"], r["epochs"]) for r in got["recipes"]] == [(1e-3, 1.0), (3e-3, 0.5)]
+    for r in got["recipes"]:
+        h = r["held_out"]
+        assert h["n"] == 13 and sum(h["answers"].values()) == 13
+        assert h["recall"]["macro"] == pytest.approx(sum(h["recall"]["per_class"].values()) / 3)
+    assert got["recipes"][0]["optimizer_steps"] == 13  # 51 rows in batches of 4, one epoch
+    assert got["majority"]["macro_recall"] == pytest.approx(1 / 3) and got["commit"]
+    assert "| 0.001 | 1 | 13 |" in (tmp_path / "recipe.md").read_text()

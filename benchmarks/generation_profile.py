@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="the base model (model.base); the embedded SmolLM2 if unset")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    from semievol_core import backends, parse_config
+    from semievol_core import backends, parse_config, shards
     from semievol_core.backends.hf import generation_batches, prompt_ids
     from semievol_core.collaborate import build_requests
     from semievol_core.propagate import RETRIEVE
@@ -79,14 +79,12 @@ def main(argv=None) -> int:
                                                                                 Path(tmp) / "warm")})
         engine.start(cfg.method.seed)
         prompts = [prompt_ids(engine.tok, r.messages, engine.max_length) for r in requests]
-        # The phase batches within each checkpoint chunk of records (requests sit record-major, n per record).
-        per_chunk = cfg.backend.checkpoint_records * len(configs)
-        batches = []
-        for start in range(0, len(requests), per_chunk):
-            idx = list(range(start, min(start + per_chunk, len(requests))))
-            batches += [[idx[i] for i in b] for b in generation_batches([requests[i] for i in idx],
-                                                                         [prompts[i] for i in idx],
-                                                                         cfg.backend.gen_batch_size)]
+        # The phase batches within each of its checkpoint chunks: the same plan, each request carrying its index.
+        ids = [r.id for r in ctx.splits["unlabeled"].records]
+        plan = shards.plan(ids, cfg.backend.checkpoint_records, len(configs), requests, list(range(len(requests))),
+                           Path(tmp) / "chunks", "profile")
+        batches = [[ch.meta[i] for i in b] for ch in plan
+                   for b in generation_batches(ch.payload, [prompts[i] for i in ch.meta], cfg.backend.gen_batch_size)]
         real = sum(map(len, prompts))
         computed = padded(batches, prompts)
         cached = prefix_cached_tokens([r.adapter for r in requests], prompts)

@@ -24,7 +24,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import RESULTS, commit, describe, header, load_average, save  # noqa: E402
-from benchmarks.quality import bootstrap  # noqa: E402
+from benchmarks.quality import _accuracy, sft_steps_round  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,14 +54,6 @@ def recalls(preds: pd.DataFrame) -> dict:
     """Recall per gold class (the share of its items answered right) and their mean."""
     per = {str(g): float((grp["answer"] == grp["gold"]).mean()) for g, grp in preds.groupby("gold")}
     return {"per_class": per, "macro": float(np.mean(list(per.values())))}
-
-
-def held_out_report(preds: pd.DataFrame) -> dict:
-    ok = (preds["answer"] == preds["gold"]).to_numpy(dtype=float)
-    lo, hi = bootstrap(ok)
-    answers = Counter("none" if pd.isna(a) else str(a) for a in preds["answer"])
-    return {"accuracy": float(ok.mean()), "ci95": [lo, hi], "n": int(len(ok)), "recall": recalls(preds),
-            "answers": dict(sorted(answers.items()))}
 
 
 def markdown(result: dict) -> str:
@@ -96,10 +88,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="the base model (model.base); the embedded SmolLM2 if unset")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    from semievol_core import parse_config
-    from semievol_core.evaluate import evaluate_models
-    from semievol_core.propagate import WARM_UP
-    from semievol_core.round import manifest, prepare, run_phase
+    from semievol_core import load_dataset, parse_config
 
     result = {"benchmark": "recipe", "machine": describe(), "commit": commit(),
               "load_average_at_start": load_average(), "data": args.data.name, "batch_size": args.batch_size,
@@ -117,21 +106,19 @@ def main(argv=None) -> int:
                                 "lora": {"lr": lr, "epochs": epochs, "batch_size": args.batch_size},
                                 "method": {"seed": args.seed, "max_new_tokens": args.max_new_tokens}})
             result.setdefault("model", cfg.model.base)
-            ctx = prepare(cfg)
             t0 = time.perf_counter()
-            ctx.rd.create(manifest(ctx))
-            run_phase(ctx, "warm_up", WARM_UP.run)
-            _, preds = evaluate_models(cfg, ctx.model_path, ctx.splits["test"], {"warm": ctx.warm_adapter()},
-                                       args.seed)
+            sft_steps_round(cfg)  # the warm-up and the warm model's greedy answers on the test split
+            preds = pd.read_parquet(Path(cfg.runs_dir) / cfg.name / "eval_predictions.parquet")
             if "majority" not in result:
-                label = Counter(r.answer for r in ctx.splits["labeled"].records).most_common(1)[0][0]
+                labeled = load_dataset(str(train), task="choice", require_answers=True).records
+                label = Counter(r.answer for r in labeled).most_common(1)[0][0]
                 prior = preds.assign(answer=label)
                 result["majority"] = {"label": label, "accuracy": float((prior["answer"] == prior["gold"]).mean()),
                                       "macro_recall": recalls(prior)["macro"]}
             result["recipes"].append({"lr": lr, "epochs": epochs,
                                       "optimizer_steps": cfg.lora.optimizer_steps(n_train),
                                       "seconds": round(time.perf_counter() - t0, 1),
-                                      "held_out": held_out_report(preds)})
+                                      "held_out": {**_accuracy(preds, "warm", "choice"), "recall": recalls(preds)}})
             save("recipe", args.out, result, markdown(result))
             h = result["recipes"][-1]["held_out"]
             print(f"lr {lr:g}, {epochs:g} epochs: held-out accuracy {100 * h['accuracy']:.1f}%, macro recall "

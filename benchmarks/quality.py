@@ -6,13 +6,14 @@ paper's splits.
     python benchmarks/quality.py --data ../shared/data/semievol --limit 64     # one seeded subsample
 
 Each method is a full round (library, no Prefect) over the same seeded subsample, in a round directory named by
-dataset, method, seed and limit (sft-steps, the control, is a warm-up and its evaluation only): a rerun after
-an interruption reuses every round that finished with the same config. quality.json under --out keeps its
-results across invocations with the same model, subsample, LoRA recipe and machine: a method it already holds
-for a dataset is not run again (point --out elsewhere to remeasure), so the datasets and ablations can be run
-one invocation at a time; --report-only runs nothing and redraws the tables and plots from what is there. The
-unlabeled files' gold answers are read only for the report (pseudo-label accuracy, the NLL histograms), never
-by the method.
+dataset, method, seed, limit and LoRA recipe (sft-steps, the control, is a warm-up and its evaluation only): a
+rerun after an interruption reuses every round that finished with the same config. quality.json under --out
+holds one study per way of measuring (model, subsample, LoRA recipe, machine), side by side; a method a study
+already holds for a dataset is not run again (point --out elsewhere to remeasure), so the datasets, ablations
+and recipes can be run one invocation at a time; --report-only runs nothing and redraws the tables and plots
+from what is there. Every model is paired with SFT (the warm model) on the same test items, and SemiEvol with
+every other. The unlabeled files' gold answers are read only for the report (pseudo-label accuracy, the NLL
+histograms), never by the method.
 Writes quality.json, quality.md and PNG plots under --out (default benchmarks/results)."""
 from __future__ import annotations
 
@@ -81,17 +82,20 @@ def _accuracy(preds: pd.DataFrame, model: str, task: str) -> dict:
             "ids": ids, "correct": correct}
 
 
-def paired(runs: dict) -> dict:
-    """Paired differences on one dataset's test items: SemiEvol against vanilla and SFT, and against each
-    ablation's evolved model."""
+def paired(runs: dict, majority: dict | None = None) -> dict:
+    """Paired differences on one dataset's test items: SemiEvol against vanilla, SFT and each other method's
+    final model, and every model (the majority label's answers too) against SFT, the baseline a user would
+    otherwise ship."""
     sv = runs.get("semievol") or {}
-    ours = sv.get("evolved") or {}
-    pairs = {"semievol - vanilla": sv.get("vanilla"), "semievol - sft": sv.get("sft")}
-    pairs.update({f"semievol - {m}": final_model(m, runs.get(m)) for m in METHODS if m != "semievol"})
+    ours, sft = sv.get("evolved") or {}, sv.get("sft") or {}
+    pairs = [("semievol - vanilla", ours, sv.get("vanilla")), ("semievol - sft", ours, sft)]
+    pairs += [(f"semievol - {m}", ours, final_model(m, runs.get(m))) for m in METHODS if m != "semievol"]
+    pairs += [("majority - sft", majority, sft), ("vanilla - sft", sv.get("vanilla"), sft)]
+    pairs += [(f"{m} - sft", final_model(m, runs.get(m)), sft) for m in METHODS if m != "semievol"]
     out = {}
-    for name, other in pairs.items():
-        if other and "correct" in other and "correct" in ours and other["ids"] == ours["ids"]:
-            out[name] = paired_difference(ours["correct"], other["correct"])
+    for name, a, b in pairs:
+        if a and b and "correct" in a and "correct" in b and a["ids"] == b["ids"]:
+            out[name] = paired_difference(a["correct"], b["correct"])
     return out
 
 
@@ -179,15 +183,17 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                 "lora": {"lr": lr, "epochs": epochs, "batch_size": 4},
                 "method": {"seed": seed, "max_new_tokens": max_new_tokens}}
     out = {}
+    # The recipe is in the name: two recipes' rounds live side by side under one --runs.
+    round_name = f"{name}-{{}}-seed{seed}-limit{limit or 'all'}-lr{lr:g}x{epochs:g}".format
     for method in methods:
         if method in earlier:
             print(f"{name} {method}: kept from the earlier results ({earlier[method].get('date', 'undated')})",
                   flush=True)
             continue
-        raw = {**base_cfg, "name": f"{name}-{method}-seed{seed}-limit{limit or 'all'}",
+        raw = {**base_cfg, "name": round_name(method),
                "method": {**base_cfg["method"], **ABLATIONS.get(method, {}), **SELECTION_VARIANTS.get(method, {})}}
         cfg, rd = parse_config(raw), runs / raw["name"]
-        semievol_rd = runs / f"{name}-semievol-seed{seed}-limit{limit or 'all'}"
+        semievol_rd = runs / round_name("semievol")
         if method in ("sft-steps", *SELECTION_VARIANTS) and not (semievol_rd / "metrics.json").is_file():
             print(f"{name} {method}: builds on the semievol round, and {semievol_rd} has not finished; left out",
                   flush=True)
@@ -205,10 +211,11 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                 variant_round(cfg, semievol_rd)
             else:
                 run_round(cfg)
+            write_json(rd / "benchmark.json", {"commit": started_at()})
         seconds = sum(p["seconds"] for p in json.loads((rd / "manifest.json").read_text())["phases"].values())
         preds = pd.read_parquet(rd / "eval_predictions.parquet")
         finished = time.localtime((rd / "eval_predictions.parquet").stat().st_mtime)
-        entry = {"round": rd.name, "date": time.strftime("%Y-%m-%d", finished), "commit": started_at(),
+        entry = {"round": rd.name, "date": time.strftime("%Y-%m-%d", finished), "commit": _round_commit(rd),
                  "seconds": round(seconds, 1)}
         if method == "sft-steps":
             entry.update(optimizer_steps=steps, epochs=cfg.lora.epochs, sft=_accuracy(preds, "warm", "choice"))
@@ -247,34 +254,53 @@ def started_at() -> str | None:
     return commit()
 
 
+def _round_commit(rd: Path) -> str | None:
+    """The commit of the run that made round `rd` (a later invocation may reuse it), None if unrecorded."""
+    try:
+        return json.loads((rd / "benchmark.json").read_text())["commit"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def majority_baseline(data: Path, name: str, limit: int | None, seed: int) -> dict:
     """Test accuracy of always answering the labeled split's most common label: the floor a model that only
-    learned the label prior reaches (a LoRA that collapsed onto one answer scores exactly this)."""
+    learned the label prior reaches (a LoRA that collapsed onto one answer scores exactly this). Its per-item
+    outcomes are in the test ids' order of eval_predictions, so it pairs with the models."""
     lab = subsample(load_dataset(data / name / "labeled.csv", "choice"), limit, seed)
     test = subsample(load_dataset(data / name / "test.csv", "choice"), limit, seed)
     label = Counter(r.answer for r in lab.records).most_common(1)[0][0]
-    ok = np.array([r.answer == label for r in test.records], dtype=float)
+    items = pd.DataFrame({"id": [r.id for r in test.records], "answer": [r.answer for r in test.records]})
+    items = items.sort_values("id")
+    ok = (items["answer"] == label).to_numpy(dtype=float)
     lo, hi = bootstrap(ok)
-    return {"label": label, "accuracy": float(ok.mean()), "ci95": [lo, hi], "n": int(len(ok))}
+    return {"label": label, "accuracy": float(ok.mean()), "ci95": [lo, hi], "n": int(len(ok)),
+            "ids": [str(i) for i in items["id"]], "correct": [int(x) for x in ok]}
 
 
-def _earlier(path: Path, result: dict) -> dict:
-    """The datasets of an earlier quality.json measured the same way (model, subsample, recipe, machine), else
-    {}."""
+def _kind(study: dict) -> tuple:
+    """What makes results comparable: the same model, subsample, LoRA recipe and kind of machine."""
+    m = study.get("machine") or {}
+    return (study.get("model"), study.get("subsample"), study.get("recipe", OLD_RECIPE),
+            tuple(m.get(k) for k in ("cores", "cpu", "gpu")))
+
+
+def _studies(path: Path) -> list[dict]:
+    """The studies an earlier quality.json holds; a file from before studies were kept side by side is one."""
     try:
         prev = json.loads(path.read_text())
     except FileNotFoundError:
-        return {}
+        return []
     except (OSError, ValueError) as e:
         raise SystemExit(f"{path}: unreadable earlier results ({e}); move it away to start afresh")
-    kind = ("cores", "cpu", "gpu")
-    then = (prev.get("model"), prev.get("subsample"), prev.get("recipe", OLD_RECIPE))
-    if then != (result["model"], result["subsample"], result["recipe"]) or \
-            [prev.get("machine", {}).get(k) for k in kind] != [result["machine"][k] for k in kind]:
-        print(f"{path}: earlier results were measured another way (model, subsample, recipe or machine); "
-              "replaced", flush=True)
-        return {}
-    return prev.get("datasets", {})
+    if "studies" in prev:
+        return prev["studies"]
+    return [{"recipe": OLD_RECIPE, **{k: v for k, v in prev.items() if k != "benchmark"}}]
+
+
+def _in_order(studies: list[dict]) -> list[dict]:
+    """Full splits first, then subsamples; within each, by learning rate and epochs."""
+    return sorted(studies, key=lambda s: (not s["subsample"].startswith("full"), s["subsample"],
+                                          s.get("recipe", OLD_RECIPE)["lr"], s.get("recipe", OLD_RECIPE)["epochs"]))
 
 
 def _finished_with(rd: Path, cfg, last: str = "report") -> bool:
@@ -308,12 +334,23 @@ def _ordered(result: dict) -> dict:
             for n, r in sorted(result["datasets"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))}
 
 
+def _label(study: dict) -> str:
+    r = study.get("recipe", OLD_RECIPE)
+    return f"{study['subsample'].split(':')[0].split(';')[0]}, lr {r['lr']:g} x {r['epochs']:g} epochs"
+
+
+def tables(studies: list[dict]) -> str:
+    """quality.md: one section per study."""
+    return "\n".join(table(s) for s in studies)
+
+
 def table(result: dict) -> str:
     datasets = _ordered(result)
     methods = [m for m in METHODS if any(m in v for v in datasets.values())]
     cols = ["majority label", "vanilla", "SFT"] + methods
     r = result.get("recipe", OLD_RECIPE)
-    lines = [f"Quality, {result['model']} on CPU, {result['subsample']}; LoRA lr {r['lr']:g}, {r['epochs']:g} epochs, "
+    lines = [f"## {_label(result)}", "",
+             f"Quality, {result['model']} on CPU, {result['subsample']}; LoRA lr {r['lr']:g}, {r['epochs']:g} epochs, "
              f"batch {r['batch_size']} (accuracy %, 95% bootstrap interval; "
              "majority label: always answering the labeled split's most common label)", "",
              "| dataset | " + " | ".join(cols) + " | paper vanilla / SFT / SemiEvol (Llama-3.1-8B) |",
@@ -348,7 +385,22 @@ def table(result: dict) -> str:
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {name} | {method} | {label} | {c['n']} | {_pct(c['accuracy'])} | {c['selected']} | "
                   f"{_pct(c['selected_accuracy'])} |" for name, method, label, c in per_class]
-    diffs = [(name, pair, d) for name, runs in datasets.items() for pair, d in paired(runs).items()]
+    against = [(name, runs, paired(runs, result.get("majority", {}).get(name))) for name, runs in datasets.items()]
+    for name, runs, pairs in against:
+        sv = runs.get("semievol") or {}
+        rows = [("majority label", "majority", result.get("majority", {}).get(name)),
+                ("vanilla", "vanilla", sv.get("vanilla")), ("SFT (the warm model)", "sft", sv.get("sft"))]
+        rows += [(m, m, final_model(m, e)) for m, e in runs.items()]
+        lines += ["", f"{name}: every model against SFT on the same {(sv.get('sft') or {}).get('n', '-')} test items "
+                  "(points; 95% paired bootstrap interval, 10,000 resamples; p: share of resamples where the model "
+                  "does not come out ahead of SFT):", "",
+                  "| model | accuracy | minus SFT | 95% interval | p |", "|---|---|---|---|---|"]
+        for label, key, acc in rows:
+            d = pairs.get(f"{key} - sft")
+            vs = (f"{100 * d['difference']:+.1f} | [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] | "
+                  f"{d['p_not_better']:.3f}") if d else "- | - | -"
+            lines.append(f"| {label} | {_cell(acc)} | {vs} |")
+    diffs = [(name, pair, d) for name, _, pairs in against for pair, d in pairs.items() if pair.startswith("semievol")]
     if diffs:
         lines += ["", "Paired differences on the same test items (accuracy points, 95% paired bootstrap interval, "
                   "10,000 resamples; p: share of resamples where SemiEvol does not come out ahead):", "",
@@ -371,18 +423,29 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plots(result: dict, out: Path) -> list[Path]:
+def plots(studies: list[dict], out: Path) -> list[Path]:
+    """Accuracy bars and the pseudo-labels' NLL histograms: a row per study, a column per dataset."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    cols = max([len(study["datasets"]) for study in studies] or [1])
+
+    def figure():
+        fig, axes = plt.subplots(len(studies), cols, figsize=(5 * cols, 4 * len(studies)), squeeze=False)
+        cells = [(axes[i][j], study, name, runs) for i, study in enumerate(studies)
+                 for j, (name, runs) in enumerate(_ordered(study).items())]
+        used = {id(c[0]) for c in cells}
+        for ax in axes.flat:
+            if id(ax) not in used:  # a study with fewer datasets than another
+                ax.axis("off")
+        return fig, cells
+
     paths = []
-    datasets = _ordered(result)
-    names = list(datasets)
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        runs = datasets[name]
-        bars = [("majority", result.get("majority", {}).get(name)),
-                ("vanilla", runs.get("semievol", {}).get("vanilla")), ("SFT", runs.get("semievol", {}).get("sft"))]
+    fig, cells = figure()
+    for ax, study, name, runs in cells:
+        sv = runs.get("semievol", {})
+        bars = [("majority", study.get("majority", {}).get(name)), ("vanilla", sv.get("vanilla")),
+                ("SFT", sv.get("sft"))]
         bars += [(m, final_model(m, e)) for m, e in runs.items()]
         bars = [(k, a) for k, a in bars if a and a["accuracy"] is not None]
         acc = [100 * a["accuracy"] for _, a in bars]
@@ -390,18 +453,18 @@ def plots(result: dict, out: Path) -> list[Path]:
                [100 * (a["ci95"][1] - a["accuracy"]) for _, a in bars]]
         ax.bar(range(len(bars)), acc, yerr=err, capsize=3)
         ax.set_xticks(range(len(bars)), [k for k, _ in bars], rotation=45, ha="right")
-        ax.set_title(name)
+        ax.set_title(f"{name}: {_label(study)}", fontsize=9)
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)
     fig.tight_layout()
     paths.append(out / "quality_accuracy.png")
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        nll = datasets[name].get("semievol", {}).get("nll") or {"correct": [], "wrong": []}
+    fig, cells = figure()
+    for ax, study, name, runs in cells:
+        nll = runs.get("semievol", {}).get("nll") or {"correct": [], "wrong": []}
         ax.hist([nll["correct"], nll["wrong"]], bins=20, label=["correct", "wrong"], alpha=0.7)
-        ax.set_title(f"{name}: NLL of pseudo-labels")
+        ax.set_title(f"{name}: NLL of pseudo-labels, {_label(study)}", fontsize=9)
         ax.set_xlabel("mean token NLL (warm model)")
         ax.legend()
     fig.tight_layout()
@@ -436,33 +499,47 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     started_at()
     model = "SmolLM2-135M-Instruct" if args.model == EMBEDDED_MODEL else args.model
-    result = {"benchmark": "quality", "machine": describe(), "model": model,
-              "subsample": "full splits" if args.limit is None else
-              f"seeded subsample (seed {args.seed}): {args.limit} labeled, {3 * args.limit} unlabeled, "
-              f"{args.limit} test per dataset, the same for every method; {args.max_new_tokens} new tokens",
+    result = {"machine": describe(), "model": model,
+              "subsample": (f"full splits; {args.max_new_tokens} new tokens" if args.limit is None else
+                            f"seeded subsample (seed {args.seed}): {args.limit} labeled, {3 * args.limit} unlabeled, "
+                            f"{args.limit} test per dataset, the same for every method; {args.max_new_tokens} new "
+                            "tokens"),
               "recipe": {"lr": args.lr, "epochs": args.epochs, "batch_size": 4}, "datasets": {}}
 
-    earlier = _earlier(args.out / "quality.json", result)
+    # Results measured another way (another subsample or recipe) stay beside this study, untouched.
+    others = _studies(args.out / "quality.json")
+    mine = [s for s in others if _kind(s) == _kind(result)]
+    others = [s for s in others if _kind(s) != _kind(result)]
+    earlier = mine[0]["datasets"] if mine else {}
     result["datasets"] = {n: dict(r) for n, r in earlier.items()}
+    if mine:
+        result["majority"] = mine[0].get("majority", {})
+
+    def write() -> str:
+        studies = _in_order([result, *others])
+        md = tables(studies)
+        save("quality", args.out, {"benchmark": "quality", "studies": studies}, md)
+        return md
 
     def save_partial(name: str, done: dict) -> None:
         # After every method: a run cut short keeps what it finished (and a rerun reuses its rounds).
         result["datasets"].setdefault(name, {}).update(done)
         result["seconds"] = round(time.perf_counter() - t0, 1)
-        save("quality", args.out, result, table(result))
+        write()
 
     for name in args.datasets:
         run_dataset(args.data, name, args.methods, args.limit, args.runs, args.seed, args.max_new_tokens,
                     save_partial, args.report_only, earlier.get(name), args.model, args.lr, args.epochs)
     if not result["datasets"]:
         p.error(f"no results in {args.out} and no finished round under {args.runs} for these datasets and methods")
-    result["majority"] = {n: majority_baseline(args.data, n, args.limit, args.seed) for n in result["datasets"]
-                          if (args.data / n / "labeled.csv").is_file()}
-    result["paired"] = {n: paired(r) for n, r in result["datasets"].items()}
+    result["majority"] = {**result.get("majority", {}),
+                          **{n: majority_baseline(args.data, n, args.limit, args.seed) for n in result["datasets"]
+                             if (args.data / n / "labeled.csv").is_file()}}
+    result["paired"] = {n: paired(r, result["majority"].get(n)) for n, r in result["datasets"].items()}
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    write()
+    plots(_in_order([result, *others]), args.out)
     md = table(result)
-    save("quality", args.out, result, md)
-    plots(result, args.out)
     print(md)
     sv = {n: r["semievol"] for n, r in result["datasets"].items() if "semievol" in r}
     print("summary: " + "; ".join(f"{n} vanilla {_pct(s['vanilla']['accuracy'])} -> SFT {_pct(s['sft']['accuracy'])}"

@@ -36,7 +36,7 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
                     str(tmp_path / "runs"), "--out", str(out), *more)
 
     quality(["semievol", "sft-steps", "select-per-class", "keep-agreed"], tmp_path)
-    got = json.loads((tmp_path / "quality.json").read_text())
+    [got] = json.loads((tmp_path / "quality.json").read_text())["studies"]
     assert got["model"] == str(tiny_model)
     fpb = got["datasets"]["fpb"]["semievol"]
     assert fpb["counts"] == {"labeled": 4, "unlabeled": 12, "test": 4}
@@ -61,6 +61,13 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
         pair = got["paired"]["fpb"][f"semievol - {other}"]
         assert pair["difference"] == pytest.approx(fpb["evolved"]["accuracy"] - acc["accuracy"])
         assert pair["n"] == 4 and pair["resamples"] == 10_000
+    # every model against SFT on the same items, the majority label's answers included
+    maj = got["majority"]["fpb"]
+    assert maj["ids"] == fpb["sft"]["ids"] and sum(maj["correct"]) == round(4 * maj["accuracy"])
+    for other, acc in (("majority", maj), ("vanilla", fpb["vanilla"]), ("sft-steps", control["sft"]),
+                       ("keep-agreed", got["datasets"]["fpb"]["keep-agreed"]["evolved"])):
+        pair = got["paired"]["fpb"][f"{other} - sft"]
+        assert pair["difference"] == pytest.approx(acc["accuracy"] - fpb["sft"]["accuracy"]) and pair["n"] == 4
     # the selection variants: the semievol round's upstream phases, copied; only selection onwards ran again
     for variant in ("select-per-class", "keep-agreed"):
         entry = got["datasets"]["fpb"][variant]
@@ -79,7 +86,6 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
     for i, acc in ((2, fpb["vanilla"]), (3, fpb["sft"]), (4, fpb["evolved"]), (5, control["sft"])):
         # the table shows this run's figures
         assert cells[i] == f"{100 * acc['accuracy']:.1f} [{100 * acc['ci95'][0]:.0f}, {100 * acc['ci95'][1]:.0f}]"
-    maj = got["majority"]["fpb"]
     assert maj["label"] in "ABC" and maj["n"] == 4 and maj["accuracy"] in (0, 0.25, 0.5, 0.75, 1)
     for png in ("quality_accuracy.png", "quality_nll.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
@@ -87,7 +93,7 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
     manifests = [tmp_path / "runs" / e["round"] / "manifest.json" for e in (fpb, control)]
     stamps = [m.stat().st_mtime_ns for m in manifests]
     quality(["semievol", "sft-steps", "select-per-class", "keep-agreed"], tmp_path / "again")
-    again = json.loads((tmp_path / "again" / "quality.json").read_text())
+    [again] = json.loads((tmp_path / "again" / "quality.json").read_text())["studies"]
     assert again["datasets"] == got["datasets"]
     assert [m.stat().st_mtime_ns for m in manifests] == stamps
     # what self-justify did with the candidates, read from the semievol round's own files
@@ -105,9 +111,19 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
     shutil.rmtree(tmp_path / "runs")
     (tmp_path / "quality_accuracy.png").unlink()
     out = quality(["semievol", "no-warmup"], tmp_path, "--report-only")
-    assert json.loads((tmp_path / "quality.json").read_text())["datasets"] == got["datasets"]
+    [kept] = json.loads((tmp_path / "quality.json").read_text())["studies"]
+    assert kept["datasets"] == got["datasets"]
     assert "fpb no-warmup: no result" in out.stdout and not (tmp_path / "runs").exists()
     assert (tmp_path / "quality_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    # Another LoRA recipe is a second study beside the first, its rounds named apart; the first is untouched.
+    quality(["semievol"], tmp_path, "--epochs", "1")
+    studies = json.loads((tmp_path / "quality.json").read_text())["studies"]
+    assert [s["recipe"]["epochs"] for s in studies] == [1, 2] and studies[1]["datasets"] == got["datasets"]
+    other = studies[0]["datasets"]["fpb"]["semievol"]
+    assert other["round"] != fpb["round"] and other["optimizer_steps"]["warm_up"] < fpb["optimizer_steps"]["warm_up"]
+    assert other["commit"] and (tmp_path / "runs" / other["round"] / "benchmark.json").is_file()
+    md = (tmp_path / "quality.md").read_text()
+    assert md.count("## seeded subsample") == 2 and "| model | accuracy | minus SFT |" in md
 
 
 def test_throughput_tiny(tmp_path, tiny_model):

@@ -137,7 +137,8 @@ def justify(ctx: RoundContext) -> list[Path]:
         if agreed is not None:
             row["response"] = g["response"].iloc[0]
         else:
-            requests.append(GenRequest(prompts.justify_messages(rec, task, list(g["response"])),
+            requests.append(GenRequest(prompts.justify_messages(rec, task, list(g["response"]), answers,
+                                                                m.justify_prompt),
                                        "warm" if warm else None, m.justify_temperature, m.max_new_tokens))
         rows.append(row)
     if requests:

@@ -116,6 +116,10 @@ class MethodParams(_Strict):
     theta: float = Field(50, ge=0, le=100, description="keep pseudo-labels with NLL <= this percentile")
     temperature: float = Field(1.0, ge=0, le=5, description="collaborative inference sampling temperature")
     justify_temperature: float = Field(0.0, ge=0, le=5, description="self-justify temperature (0 = greedy)")
+    justify_prompt: Literal["paper", "tally"] = Field(
+        "paper", description="paper: the n responses, then the question as the warm model was trained on it; "
+                             "tally: the question, then each distinct answer with how many responses gave it "
+                             "(benchmarks/justify_tune.py compares them on held-out labeled data)")
     max_new_tokens: int = Field(64, ge=1, le=4096)
     seed: int = Field(0, ge=0, le=SEED_MAX)
     warmup: bool = Field(True, description="ablation switch: in-weight propagation (warm-up LoRA)")

@@ -2,6 +2,8 @@
 model's chat template; the format asked for here is the one answers.extract reads."""
 from __future__ import annotations
 
+from collections import Counter
+
 from .answers import LETTERS, format_answer
 from .data import Record
 
@@ -39,14 +41,34 @@ def inference_messages(record: Record, task: str, shots: list[Record] = ()) -> M
     return messages
 
 
-def justify_messages(record: Record, task: str, responses: list[str]) -> Messages:
+def justify_messages(record: Record, task: str, responses: list[str], answers: list[str | None] = (),
+                     style: str = "paper") -> Messages:
     """Self-justification (paper section 3.3): the model reads its n disagreeing responses and decides.
-    The turn ends with the same question and instruction the warm model was trained on, so its reply
-    keeps the trained answer format."""
+
+    paper: the responses listed, then the same question and instruction the warm model was trained on, so its
+    reply keeps the trained answer format (a warm model that learned the label prior answers from the question
+    alone and returns that prior). tally: the question first, then each distinct extracted answer with how many
+    of the n responses gave it, then the instruction: the candidates are what the model reads last."""
+    if style == "tally":
+        counts = Counter(a for a in answers if a is not None)
+        lines = [f"- {_shown(a, record, task)}: {c} of {len(answers)}" for a, c in counts.most_common()]
+        if len(answers) > sum(counts.values()):
+            lines.append(f"- no readable answer: {len(answers) - sum(counts.values())} of {len(answers)}")
+        text = (f"{question_block(record, task)}\n\n{len(answers)} attempts at this question answered:\n"
+                + "\n".join(lines) + "\n\nWeigh the attempts and decide which answer is correct. "
+                + _instruction(task, record.options))
+        return [{"role": "user", "content": text}]
     listed = "\n\n".join(f"Response {i + 1}: {r.strip() or '(empty)'}" for i, r in enumerate(responses))
     text = (f"{len(responses)} candidate responses to the question below disagree:\n\n{listed}\n\n"
             f"Judge which answer is correct.\n\n{user_turn(record, task)}")
     return [{"role": "user", "content": text}]
+
+
+def _shown(answer: str, record: Record, task: str) -> str:
+    """An extracted answer as a reader of the question sees it: a choice letter with its option's text."""
+    if task == "choice" and answer in LETTERS[:len(record.options)]:
+        return f"{answer}. {record.options[LETTERS.index(answer)]}"
+    return str(answer)
 
 
 def training_example(record: Record, task: str, answer: str) -> tuple[Messages, str]:

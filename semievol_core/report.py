@@ -226,7 +226,8 @@ def card(ctx: RoundContext, metrics: dict, charts: list[str] = ()) -> str:
     lines = [f"# SemiEvol round `{metrics['round']}`", "",
              f"Model `{cfg.model.base}`, task `{cfg.data.task}`; n={m.n}, k={m.k}, theta={m.theta}, "
              f"temperature={m.temperature}, seed={m.seed}; warm-up={m.warmup}, retrieval={m.retrieval}, "
-             f"collaboration={m.collaboration}, selection={m.selection}.", "",
+             f"collaboration={m.collaboration}, selection={m.selection}; self-justify prompt {m.justify_prompt}, "
+             f"temperature {m.justify_temperature}.", "",
              "| data | rows |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in metrics["counts"].items()]
     lines += ["", "| step | count |", "|---|---|",

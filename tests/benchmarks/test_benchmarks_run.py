@@ -209,3 +209,31 @@ def test_recipe_tiny(tmp_path, tiny_model):
     assert got["recipes"][0]["optimizer_steps"] == 13  # 51 rows in batches of 4, one epoch
     assert got["majority"]["macro_recall"] == pytest.approx(1 / 3) and got["commit"]
     assert "| 0.001 | 1 | 13 |" in (tmp_path / "recipe.md").read_text()
+
+
+def test_justify_tune_tiny(tmp_path, tiny_model):
+    def tune(*prompts):
+        return _run("benchmarks/justify_tune.py", "--recipe", "1e-3:1", "--prompts", *prompts, "--max-new-tokens",
+                    "8", "--model", str(tiny_model), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path))
+
+    tune("paper", "tally")
+    [got] = json.loads((tmp_path / "justify_tune.json").read_text())["studies"]
+    assert got["split"] == {"seed": 0, "train": 51, "held_out": 13} and got["commit"]
+    paper, tally = got["variants"]
+    assert (paper["prompt"], tally["prompt"]) == ("paper", "tally")
+    # the same candidates under both prompts: only self-justify ran again
+    assert paper["configurations"] == tally["configurations"] and len(paper["configurations"]) == 4
+    assert paper["agreement_rate"] == tally["agreement_rate"]
+    for v in (paper, tally):
+        classes = v["by_gold_class"]
+        assert sum(c["n"] for k, c in classes.items() if k != "all") == classes["all"]["n"] == v["justified_records"]
+        assert 0 < v["justified_records"] <= 13 and all(0 <= c["in_candidates"] <= 1 for c in classes.values())
+    assert "| tally | 0 | all |" in (tmp_path / "justify_tune.md").read_text()
+    # a rerun with one prompt reuses the warm-up and the candidates, and keeps the other prompt's figures
+    adapter = next((tmp_path / "runs").glob("justify-tune-*/warm_adapter"))
+    stamp = adapter.stat().st_mtime_ns
+    tune("tally")
+    [again] = json.loads((tmp_path / "justify_tune.json").read_text())["studies"]
+    assert [v["prompt"] for v in again["variants"]] == ["paper", "tally"] and again["variants"][0] == paper
+    assert again["variants"][1]["by_gold_class"] == tally["by_gold_class"]  # greedy: the same answers again
+    assert adapter.stat().st_mtime_ns == stamp

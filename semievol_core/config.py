@@ -69,10 +69,18 @@ class DataConfig(_Strict):
             seen[key] = label
         return v
 
+    @field_validator("labeled", "unlabeled", "test")
+    @classmethod
+    def _home(cls, v):
+        # '~/data.csv' is what a user writes, and runs_dir and model.base expand it too.
+        return v if v is None or v.startswith("hf:") else os.path.expanduser(v)
+
     @model_validator(mode="after")
     def _labels_for_label_task(self):
         if self.task == "label" and not self.labels:
             raise ValueError("task 'label' needs 'labels', the closed set of answers")
+        if self.task == "choice" and not self.columns.options:
+            raise ValueError("task 'choice' needs columns.options, the column that holds each question's options")
         return self
 
 
@@ -358,6 +366,14 @@ def load_config(path: str | Path) -> RoundConfig:
     if isinstance(data, dict):
         for key in ("labeled", "unlabeled", "test"):
             val = data.get(key)
-            if isinstance(val, str) and not val.startswith("hf:") and not Path(val).is_absolute():
+            if not isinstance(val, str):
+                continue
+            if val.startswith("hf:"):
+                # A local dataset directory beside the config, like a file; anything else is a hub id.
+                name, sep, split = val[3:].partition(":")
+                local = path.parent / name
+                if name and not Path(name).is_absolute() and os.path.lexists(local):
+                    data[key] = f"hf:{local}{sep}{split}"
+            elif not Path(val).expanduser().is_absolute():
                 data[key] = str(path.parent / val)
     return parse_config(raw, str(path))

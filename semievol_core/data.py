@@ -89,37 +89,73 @@ def _read_rows(source: str) -> tuple[list[dict], list[str]]:
         raise InputError(source, None, None, "not UTF-8 text (UTF-16 or binary: it holds NUL bytes)")
     text = raw.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
     if suffix in (".jsonl", ".json", ".ndjson"):
-        rows, columns = [], []
-        # Only '\n' ends a JSON line: splitlines() would also split strings holding U+2028 or NEL.
-        for n, line in enumerate((l for l in text.split("\n") if l.strip()), start=1):
-            try:
-                row = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-            except json.JSONDecodeError as err:
-                raise InputError(source, n, None, f"not valid JSON ({err.msg})") from None
-            except _DuplicateKey as err:
-                raise InputError(source, n, err.args[0], "duplicate key (JSON would keep only the last)") from None
-            if not isinstance(row, dict):
-                raise InputError(source, n, None, "each line must be a JSON object")
-            rows.append(row)
-            columns += [c for c in row if c not in columns]
-        return rows, columns
+        return _json_rows(source, text, suffix)
     # The csv module, not DictReader: a duplicate column name or a row with more fields than the header
-    # would silently lose values there.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+    # would silently lose values there. skipinitialspace: 'a, "b, c"' is two fields, as a user means it.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",",
+                        skipinitialspace=True)
     columns = next(reader, [])
     if not columns:
         raise InputError(source, 0, None, "the first line, the header, is empty")
+    # Spreadsheets save trailing columns with no name and no values (a header ending in ',,'): not data.
+    width = len(columns)
+    while width and not columns[width - 1].strip():
+        width -= 1
+    columns = columns[:width]
+    other = next((sep for sep in ";\t|" if width == 1 and sep in columns[0]), None)
+    if other:
+        raise InputError(source, 0, None, f"the header is one column, {columns[0]!r}: the file looks separated "
+                                          f"by {other!r}, and {suffix} files use " + ("tabs" if suffix == ".tsv"
+                                                                                      else "commas"))
     _unique_columns(source, columns)
     rows = []
     for fields in reader:
-        if not fields:  # a blank line
+        if not any(f.strip() for f in fields):  # a blank line, or a spreadsheet's empty row (',,,')
             continue
-        if len(fields) != len(columns):
-            raise InputError(source, len(rows) + 1, None,
-                             f"{len(fields)} fields, but the header has {len(columns)} columns")
+        if len(fields) > width and not any(f.strip() for f in fields[width:]):
+            fields = fields[:width]
+        if len(fields) != width:
+            raise InputError(source, len(rows) + 1, None, f"{len(fields)} fields, but the header has {width} columns")
         rows.append(dict(zip(columns, fields)))
     if not rows:
         raise InputError(source, 1, None, "header only, no data rows")
+    return rows, columns
+
+
+def _json_rows(source: str, text: str, suffix: str) -> tuple[list[dict], list[str]]:
+    """JSON Lines, or in a .json file also one JSON array of objects (what pandas' to_json writes)."""
+    if suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            items = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        except _DuplicateKey as err:
+            raise InputError(source, None, err.args[0], "duplicate key (JSON would keep only the last)") from None
+        except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError; so is a 5000-digit number
+            raise InputError(source, None, None, f"not valid JSON ({getattr(err, 'msg', None) or err})") from None
+        if not isinstance(items, list):
+            raise InputError(source, None, None, "not valid JSON")
+        numbered = list(enumerate(items, start=1))
+    else:
+        numbered = []
+        # Only '\n' ends a JSON line: splitlines() would also split strings holding U+2028 or NEL.
+        for n, line in enumerate((x for x in text.split("\n") if x.strip()), start=1):
+            try:
+                numbered.append((n, json.loads(line, object_pairs_hook=_no_duplicate_keys)))
+            except _DuplicateKey as err:
+                raise InputError(source, n, err.args[0], "duplicate key (JSON would keep only the last)") from None
+            except (ValueError, RecursionError) as err:
+                hint = " (a .json file holds JSON Lines, one object per line, or one array of objects)" \
+                    if suffix == ".json" and n == 1 else ""
+                raise InputError(source, n, None,
+                                 f"not valid JSON ({getattr(err, 'msg', None) or err}){hint}") from None
+    rows, columns = [], []
+    for n, row in numbered:
+        if not isinstance(row, dict):
+            raise InputError(source, n, None, "each " + ("item" if suffix == ".json" and text.lstrip()[0] == "["
+                                                           else "line") + " must be a JSON object")
+        rows.append(row)
+        columns += [c for c in row if c not in columns]
+    if not rows:
+        raise InputError(source, 1, None, "no data rows")
     return rows, columns
 
 
@@ -173,7 +209,7 @@ def _options(value, source: str, row: int, col: str) -> list[str]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, an over-long number, absurd nesting
             raise InputError(source, row, col, "options must be a JSON list of strings") from None
     if hasattr(value, "tolist"):
         value = value.tolist()
@@ -187,18 +223,43 @@ def _options(value, source: str, row: int, col: str) -> list[str]:
     return value
 
 
+def _choice(text: str, options: list[str], source: str, row: int, col: str, notes: dict) -> str:
+    """The letter a gold answer names. It may be written as a letter ('B', '(b)'), which is the format and wins
+    (ARC has options whose text is a letter: 'C' for carbon), or as a 1-based option number (an upstream quirk of
+    ARC) or as an option's text; a number that both of these would map to different options is an error, never a
+    guess."""
+    bare = text.strip("().[] ")
+    if len(bare) == 1 and bare.upper() in LETTERS[: len(options)]:
+        return bare.upper()
+    readings = {}
+    # ASCII only: str.isdigit() accepts '²' and '①', which int() refuses.
+    if bare.isascii() and bare.isdigit() and len(bare) <= 3 and 1 <= int(bare) <= len(options):
+        readings["an option number"] = LETTERS[int(bare) - 1]
+    texts = [i for i, o in enumerate(options) if answer_key(text) and answer_key(o) == answer_key(text)]
+    if len(texts) == 1:
+        readings["an option's text"] = LETTERS[texts[0]]
+    if len(set(readings.values())) > 1:
+        ways = "; ".join(f"as {how} it is {letter} ({options[LETTERS.index(letter)]!r})"
+                         for how, letter in readings.items())
+        raise InputError(source, row, col, f"answer {text!r} is ambiguous: {ways}; write the option's letter")
+    if not readings:
+        hint = (" (option numbers count from 1; a 0 suggests this file counts from 0: write letters instead)"
+                if bare.isascii() and bare.isdigit() and int(bare[:4]) == 0 else
+                " (a letter, a 1-based option number or an option's text)")
+        raise InputError(source, row, col,
+                         f"answer {text!r} is not a letter within the {len(options)} options{hint}")
+    how, letter = next(iter(readings.items()))
+    # Mapped and counted, not hidden.
+    note = ("digit answers mapped to letters" if how == "an option number"
+            else "answers given as option text mapped to letters")
+    notes[note] = notes.get(note, 0) + 1
+    return letter
+
+
 def _answer(value, task: str, options: list[str], source: str, row: int, col: str, notes: dict) -> str:
     text = str(value).strip()
     if task == "choice":
-        letter = text.strip("().[] ").upper()
-        if letter.isdigit() and 1 <= int(letter) <= len(options):
-            # Upstream quirk (ARC): some answers are 1-based digits. Mapped and counted, not hidden.
-            notes["digit answers mapped to letters"] = notes.get("digit answers mapped to letters", 0) + 1
-            letter = LETTERS[int(letter) - 1]
-        if len(letter) != 1 or letter not in LETTERS[: len(options)]:
-            raise InputError(source, row, col,
-                             f"answer {text!r} is not a letter within the {len(options)} options")
-        return letter
+        return _choice(text, options, source, row, col, notes)
     if task == "number":
         number = parse_number(text, whole=True)
         if number is None:
@@ -284,6 +345,26 @@ def subsample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
     return Dataset(ds.source, ds.task, records, fingerprint(ds.task, records), ds.notes)
 
 
+def _question_keys(ds: Dataset) -> set[str]:
+    """What makes two records the same question, whatever their ids and answers."""
+    return {answer_key(r.question) + "\0" + json.dumps(r.options) for r in ds.records}
+
+
+def _overlap(role: str, ds: Dataset, other_role: str, other: Dataset) -> None:
+    """A few questions shared between splits is how published splits are (FPB's share 3), and is noted; a
+    split mostly made of another's questions is a mistake (the labeled file again with its answers removed, the
+    test split pointed at the training file) that would make the round measure nothing, and is an error."""
+    mine = _question_keys(ds)
+    shared = len(mine & _question_keys(other))
+    if not shared:
+        return
+    if shared * 2 >= len(mine):
+        raise InputError(ds.source, None, f"data.{role}",
+                         f"{shared} of its {len(mine)} questions are also in data.{other_role} ({other.source}); "
+                         f"the {role} split must be other questions")
+    ds.notes.append(f"{shared} of its questions also in the {other_role} split")
+
+
 def load_splits(cfg: DataConfig) -> dict[str, Dataset]:
     """labeled, unlabeled and (optional) test, validated and subsampled; raises before anything is written."""
     out, unsampled = {}, {}
@@ -298,11 +379,12 @@ def load_splits(cfg: DataConfig) -> dict[str, Dataset]:
             if err.field is None:  # a file- or line-level problem: name the config key
                 raise InputError(err.file, err.row, f"data.{role}", err.problem) from None
             raise
-        if role == "unlabeled" and ds.fingerprint == unsampled["labeled"]:
+        if role == "unlabeled" and ds.fingerprint == unsampled["labeled"].fingerprint:
             # The same file (or a copy): every pseudo-label would be for a question whose answer is known.
             raise InputError(source, None, "data.unlabeled", "holds the same records as data.labeled (the same "
                                                              "file?); unlabeled data must be other questions")
-        unsampled[role] = ds.fingerprint
+        for other_role, other in unsampled.items():
+            _overlap(role, ds, other_role, other)
+        unsampled[role] = ds
         out[role] = subsample(ds, getattr(cfg, f"limit_{role}"), cfg.sample_seed)
     return out
-

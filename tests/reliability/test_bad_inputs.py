@@ -191,6 +191,19 @@ CASES = {
                                                ("e", "row -", "field model.embedder")),
     "model path like a hub id, offline": ({}, {"model": {"base": "no-such-org/no-such-model"}},
                                           ("no-such-org/no-such-model", "row -", "field model.base: no such local")),
+    "answer a number that is another option's text": (
+        {"l.csv": csv(replace(1, options=json.dumps(["4", "3", "5"]), answer="3"))}, {},
+        ("l.csv", "row 2", "field answer: answer '3' is ambiguous")),
+    "answers counted from 0": ({"l.csv": csv(replace(0, answer="0"))}, {}, ("l.csv", "row 1", "counts from 0")),
+    "unlabeled file is the labeled one without its answers": (
+        {"u.csv": csv([{**r, "answer": ""} for r in GOOD])}, {},
+        ("u.csv", "row -", "field data.unlabeled: 4 of its 4 questions are also in data.labeled")),
+    "test split pointed at the labeled file": ({}, {"data": {"test": "l.csv"}},
+                                               ("l.csv", "row -", "field data.test: 4 of its 4 questions")),
+    "csv separated by semicolons": ({"l.csv": csv(GOOD).replace(",", ";")}, {},
+                                    ("l.csv", "row header", "field data.labeled: the header is one column")),
+    "jsonl with a 5000-digit number": ({"l.jsonl": jsonl(GOOD[:1]).replace('"answer": "A"', '"answer": ' + "7" * 5000)},
+                                       {"data": {"labeled": "l.jsonl"}}, ("l.jsonl", "row 1", "not valid JSON")),
 }
 
 
@@ -312,6 +325,18 @@ VALID = {
         lambda ctx: _records("labeled")(ctx) == [("Up?", "positive")]),
     "retrieval off: an empty embedder directory is not checked": ({"e": DIR}, {"model": {"embedder": "DIR:e"}},
                                                                   lambda ctx: True),
+    "spreadsheet export: spaces after commas, trailing empty columns, an empty row": (
+        {"l.csv": csv(GOOD).replace(",", ", ").replace("\n", ",,\n") + ",,,,,,\n"}, {},
+        lambda ctx: _records("labeled")(ctx) == [(r["question"], r["answer"]) for r in GOOD]),
+    "a .json file holding one array (pandas' to_json)": (
+        {"l.json": pd.DataFrame(GOOD).assign(options=lambda d: d["options"].map(json.loads)).to_json(
+            orient="records", indent=2)}, {"data": {"labeled": "l.json"}},
+        lambda ctx: _records("labeled")(ctx) == [(r["question"], r["answer"]) for r in GOOD]),
+    "answers as option text and as 1-based numbers": (
+        {"l.csv": csv([{**r, "answer": a} for r, a in zip(GOOD, ["maybe", "(b)", "1", "No"])])}, {},
+        lambda ctx: [a for _, a in _records("labeled")(ctx)] == ["C", "B", "A", "B"]
+        and ctx.splits["labeled"].notes == ["answers given as option text mapped to letters: 2",
+                                            "digit answers mapped to letters: 1"]),
 }
 
 

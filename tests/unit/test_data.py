@@ -130,7 +130,7 @@ def test_config_typos_and_limits_are_errors():
 
 def test_nothing_written_when_validation_fails(tmp_path):
     from semievol_core import run_round
-    bad = write(tmp_path, "bad.csv", HEADER + f"a,Q?,{OPTS},Z\n")
+    bad = write(tmp_path, "bad.csv", HEADER + f"a,Q?,{OPTS},Q\n")
     shutil.copy(SAMPLES / "fpb" / "unlabeled.csv", tmp_path / "u.csv")
     cfg = parse_config({"runs_dir": str(tmp_path / "runs"), "data": {"labeled": str(bad),
                                                                      "unlabeled": str(tmp_path / "u.csv")}})

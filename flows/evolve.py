@@ -3,7 +3,8 @@
 iterative: round after round, labeled := labeled + selected, unlabeled := the rest, until the pool is used
 up, the round count is reached, or the evolved model stops gaining on the evaluation split.
 continuous: each run takes only the unlabeled rows that arrived since the last run's watermark (the ids
-already taken), runs a round, and promotes the evolved adapter only if it beats the incumbent.
+already taken; for a source without an id column, the questions already taken, so that the file may grow or be
+replaced by each day's batch), runs a round, and promotes the evolved adapter only if it beats the incumbent.
 
 Both keep a history, one row per round run (`history.json` in the evolution's directory, and a markdown
 artifact with its chart under a key of its own per evolution name); a continuous run also tells the rest of
@@ -11,6 +12,7 @@ the platform what it decided, with a Prefect event (EVENT_PROMOTED or EVENT_REFU
 react to (deployments/on-promotion.yaml)."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from semievol_core import report
 from semievol_core.config import Columns, RoundConfig
-from semievol_core.data import Dataset, Record, load_dataset
+from semievol_core.data import Dataset, Record, load_dataset, question_id
 from semievol_core.errors import BusyError
 from semievol_core.store import atomic_path, exclusive, read_json, write_json, write_parquet
 
@@ -87,6 +89,24 @@ def _normalize(cfg: RoundConfig, home: Path) -> RoundConfig:
     data = cfg.data.model_copy(update={**out, "columns": STANDARD, "limit_labeled": None, "limit_unlabeled": None,
                                        "limit_test": None})
     return cfg.model_copy(update={"data": data})
+
+
+def arrivals(source: Dataset, taken: set[str]) -> list[Record]:
+    """The rows of the unlabeled source no earlier run took. A source with ids is followed by its ids. One
+    without is followed by its questions, and its rows take ids made from them: its row numbers would name other
+    rows once the file is replaced by a fresh batch. (A watermark written before that, of row numbers, is
+    still honoured.) A question twice among the arrivals is taken once."""
+    if not source.ids_from_rows:
+        return [r for r in source.records if r.id not in taken]
+    legacy = any(not t.startswith("q-") for t in taken)
+    out, seen = [], set()
+    for r in source.records:
+        rid = question_id(r)
+        if rid in taken or rid in seen or (legacy and r.id in taken):
+            continue
+        seen.add(rid)
+        out.append(dataclasses.replace(r, id=rid))
+    return out
 
 
 def _evolved_accuracy(metrics: dict) -> float | None:
@@ -213,7 +233,7 @@ def _continue(params: EvolveParams, home: Path, logger) -> dict:
     # New rows are read from the user's unlabeled source as they map it; everything derived is standard.
     source = _load(params.round, params.round.data.unlabeled, False)
     taken = set(state["taken_ids"])
-    new = [r for r in source.records if r.id not in taken]  # the watermark: ids already taken
+    new = arrivals(source, taken)
     if not new:
         logger.info("no unlabeled rows since the last round")
         return state

@@ -39,6 +39,7 @@ class Dataset:
     records: list[Record]
     fingerprint: str
     notes: list[str] = field(default_factory=list)  # upstream quirks fixed on load, reported not hidden
+    ids_from_rows: bool = False  # no id column: ids are row numbers, which name other rows in another file
 
     def __len__(self):
         return len(self.records)
@@ -325,7 +326,13 @@ def load_dataset(source: str, task: str = "choice", columns: Columns | None = No
         meta = {c: row.get(c) for c in columns.metadata}
         records.append(Record(rid, question, options, answer, category, meta))
     return Dataset(source, task, records, fingerprint(task, records),
-                   [f"{k}: {v}" for k, v in notes.items()])
+                   [f"{k}: {v}" for k, v in notes.items()], ids_from_rows=id_col is None)
+
+
+def question_id(record: Record) -> str:
+    """An id made from what the question is (its text and options), for rows whose file gives them none."""
+    text = json.dumps([record.question, record.options], ensure_ascii=False)
+    return "q-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def fingerprint(task: str, records: list[Record]) -> str:
@@ -342,7 +349,7 @@ def subsample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
         return ds
     keep = sorted(random.Random(seed).sample(range(len(ds)), limit))
     records = [ds.records[i] for i in keep]
-    return Dataset(ds.source, ds.task, records, fingerprint(ds.task, records), ds.notes)
+    return Dataset(ds.source, ds.task, records, fingerprint(ds.task, records), ds.notes, ds.ids_from_rows)
 
 
 def _question_keys(ds: Dataset) -> set[str]:

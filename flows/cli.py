@@ -20,12 +20,17 @@ def _env() -> None:
 def _config(args):
     """The config, with its data and model validated before any flow starts (bad input: exit 2, no run)."""
     from semievol_core import load_config
+    from semievol_core.errors import InputError
     from semievol_core.round import prepare
     cfg = load_config(args.config)
     update = {k: v for k, v in (("name", getattr(args, "name", None)),
                                 ("runs_dir", getattr(args, "runs_dir", None))) if v}
     for key, value in update.items():  # validated on assignment; dumping the whole config is not needed
         setattr(cfg, key, value)
+    if cfg.backend.shards > 1 and args.command in ("round", "evolve") and not args.gpu_deployment:
+        # The flow refuses it too, but only once its run exists.
+        raise InputError(args.config, None, "backend.shards",
+                         "shards > 1 needs --gpu-deployment, the deployment whose work pool runs the shards")
     prepare(cfg)
     return cfg
 
@@ -114,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="a small round on the shipped FPB sample with the embedded SmolLM2")
-    d.add_argument("--runs-dir", help="where round directories go (default: runs/ in the repository)")
+    d.add_argument("--runs-dir", help="where round directories go (default: runs/ in the working directory)")
     d.add_argument("--name", help="round name (default: demo-<time>)")
     d.set_defaults(func=cmd_demo)
 
@@ -140,7 +145,9 @@ def parser() -> argparse.ArgumentParser:
     common(v)
     v.add_argument("--mode", choices=["iterative", "continuous"], default="iterative", help="default iterative")
     v.add_argument("--rounds", type=int, default=3, help="iterative: most rounds (default 3)")
-    v.add_argument("--min-gain", type=float, default=0.0, help="iterative: stop unless accuracy gains more")
+    v.add_argument("--min-gain", type=float, default=0.0,
+                   help="iterative: stop unless accuracy gains more; continuous: promote only if it beats the "
+                        "incumbent by more (default 0)")
     v.add_argument("--evolve-name", default="evolve", help="state directory under runs_dir (default evolve)")
     v.add_argument("--gpu-deployment", help="run each round's GPU phases as runs of this deployment")
     v.set_defaults(func=cmd_evolve)

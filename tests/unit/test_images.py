@@ -9,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -63,10 +64,11 @@ def test_gpu_image_resolves_with_vllms_torch_and_the_projects_prefect(tmp_path):
     assert "faiss-gpu-cu12" in version and "faiss-cpu" not in version
 
 
-def test_docker_worker_resolves_with_the_projects_prefect(tmp_path):
-    """The docker pool's worker (docker/worker-requirements.txt) runs the server's Prefect: prefect-docker's newest
-    releases need a newer one, and pip would otherwise upgrade Prefect under the worker."""
-    version = {n: i["metadata"]["version"] for n, i in _resolve(REPO / "docker" / "worker-requirements.txt",
-                                                                 tmp_path).items()}
+@pytest.mark.parametrize("requirements, integration", [("worker-requirements.txt", "prefect-docker"),
+                                                        ("kubernetes-worker-requirements.txt", "prefect-kubernetes")])
+def test_pool_worker_resolves_with_the_projects_prefect(tmp_path, requirements, integration):
+    """Each GPU pool's worker (docker/*worker-requirements.txt) runs the server's Prefect: the integrations'
+    newest releases need a newer one, and pip would otherwise upgrade Prefect under the worker."""
+    version = {n: i["metadata"]["version"] for n, i in _resolve(REPO / "docker" / requirements, tmp_path).items()}
     assert version["prefect"] in _project()["prefect"].specifier, version["prefect"]
-    assert "prefect-docker" in version
+    assert integration in version

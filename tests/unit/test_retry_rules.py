@@ -51,3 +51,15 @@ def test_halving_shrinks_every_backend_and_keeps_the_effective_batch():
     note = _oom_note(once, 1)
     assert note["oom_retries"] == 1 and note["batches"]["vllm.max_num_seqs"] == 128
     assert note["batches"]["lora.batch_size"] == 4 and note["batches"]["lora.grad_accum"] == 2
+
+
+def test_a_run_waiting_for_a_worker_is_reported_once_per_period():
+    from tasks.dispatch import WAIT_WARN_S, Job, overdue
+    job = Job("r-warm-up", {}, sent=100.0)
+    assert overdue(job, 100.0 + WAIT_WARN_S - 1) is None
+    assert overdue(job, 100.0 + WAIT_WARN_S) == WAIT_WARN_S
+    assert overdue(job, 100.0 + WAIT_WARN_S + 5) is None  # reported for this period already
+    assert overdue(job, 100.0 + 3.5 * WAIT_WARN_S) == 3.5 * WAIT_WARN_S  # a long silence: reported once, not thrice
+    assert overdue(job, 100.0 + 3.9 * WAIT_WARN_S) is None
+    job.started = 200.0
+    assert overdue(job, 100.0 + 10 * WAIT_WARN_S) is None  # running: waiting is over

@@ -2,9 +2,11 @@
 # Once per Prefect server: the work pools, where GPU slots are counted, and the automation that marks silent
 # GPU runs Crashed. Safe to run again (a changed GPUS or CRASH_AFTER_S takes effect).
 # GPUS: how many GPUs the GPU pool's workers have in all (default 1).
-# GPU_POOL_TYPE: the GPU pool's worker type: docker (default), kubernetes (its job template is
-#   deployments/kubernetes-gpu.json: one nvidia.com/gpu per phase, the runs, data and cache volumes), or process
-#   (no containers).
+# GPU_POOL_TYPE: the GPU pool's worker type: docker (default; its job template is deployments/docker-gpu.json,
+#   prefect-docker 0.7.3's own, which has container_create_kwargs: the template a server without network access
+#   falls back to lacks it, and the GPU request in prefect.yaml would be dropped without a word), kubernetes (its
+#   job template is deployments/kubernetes-gpu.json: one nvidia.com/gpu per phase, the runs, data and cache
+#   volumes), or process (no containers).
 # GPU_POOL: the GPU pool's name (default semievol-gpu, the name deployments/prefect.yaml uses).
 set -euo pipefail
 GPUS=${GPUS:-1}
@@ -15,6 +17,8 @@ if ! prefect work-pool inspect "$GPU_POOL" >/dev/null 2>&1; then
   case "${GPU_POOL_TYPE:-docker}" in
     kubernetes) prefect work-pool create "$GPU_POOL" --type kubernetes \
                   --base-job-template "$HERE/kubernetes-gpu.json" >/dev/null ;;
+    docker) prefect work-pool create "$GPU_POOL" --type docker \
+              --base-job-template "$HERE/docker-gpu.json" >/dev/null ;;
     *) prefect work-pool create "$GPU_POOL" --type "${GPU_POOL_TYPE:-docker}" >/dev/null ;;
   esac
 fi

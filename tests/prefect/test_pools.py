@@ -1,8 +1,8 @@
-"""The kubernetes GPU pool as a platform team creates it: deployments/setup.sh on the real server, from the
-committed job template; then the pod a GPU phase would get, rendered as a worker renders it (Prefect's own
-BaseJobConfiguration.from_template_and_values) from that pool's template and the GPU deployment's job variables
-in prefect.yaml, resolved as `prefect deploy` resolves them. No cluster here: what is checked is what would be
-sent to one."""
+"""The kubernetes and docker GPU pools as a platform team creates them: deployments/setup.sh on the real
+server, from the committed job templates; then the pod (or container) a GPU phase would get, rendered as a
+worker renders it (Prefect's own BaseJobConfiguration.from_template_and_values) from that pool's template and
+the GPU deployment's job variables in prefect.yaml, resolved as `prefect deploy` resolves them. No cluster or
+GPU host here: what is checked is what would be sent to one."""
 import asyncio
 import json
 import os
@@ -70,3 +70,38 @@ def test_kubernetes_gpu_pool_from_the_committed_template(prefect_server, monkeyp
     claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}
     assert claims == {"runs": "semievol-runs", "data": "semievol-data", "cache": "semievol-cache", "shm": None}
     assert pod["restartPolicy"] == "Never" and job.job_manifest["spec"]["backoffLimit"] == 0
+
+
+def test_docker_gpu_pool_from_the_committed_template(prefect_server, monkeypatch):
+    """The server here has no network, as many on-premise ones: created with Prefect's fallback docker template,
+    the pool would drop the GPU request (container_create_kwargs) without a word."""
+    pool_name = "semievol-gpu-docker"
+    env = {**os.environ, "GPU_POOL": pool_name, "GPU_POOL_TYPE": "docker", "GPUS": "2",
+           "PATH": f"{Path(PREFECT).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(["bash", "deployments/setup.sh"], env=env, cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with get_client(sync_client=True) as client:
+        pool = client.read_work_pool(pool_name)
+    try:
+        assert pool.type == "docker" and pool.concurrency_limit == 2
+        assert pool.base_job_template == json.loads((REPO / "deployments" / "docker-gpu.json").read_text())
+        spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+        (gpu,) = [d for d in spec["deployments"] if d["name"] == "gpu"]
+        for k, v in {"SEMIEVOL_RUNS": "/srv/runs", "SEMIEVOL_DATA": "/srv/fpb",
+                     "SEMIEVOL_GPU_IMAGE": "semievol-gpu:latest"}.items():
+            monkeypatch.setenv(k, v)
+        job_variables = apply_values(gpu["work_pool"]["job_variables"], dict(os.environ), remove_notset=False)
+
+        async def render():
+            async with get_client() as c:
+                return await _Rendered.from_template_and_values(pool.base_job_template, job_variables, client=c)
+
+        job = asyncio.run(render())
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_work_pool(pool_name)
+    assert job.image == "semievol-gpu:latest"
+    assert job.container_create_kwargs["device_requests"] == [{"driver": "nvidia", "count": 1,
+                                                                "capabilities": [["gpu"]]}]
+    assert set(job.volumes) == {"/srv/runs:/srv/runs", "/srv/fpb:/srv/fpb:ro", "semievol-cache:/cache"}

@@ -48,6 +48,9 @@ ABLATIONS = {"semievol": {}, "no-warmup": {"warmup": False}, "no-retrieval": {"r
 # Beyond the paper: selection rules that resist the label prior, each run on the semievol round's own warm
 # adapter, retrieval, candidates and self-justified answers (copied), so only the selection differs.
 SELECTION_VARIANTS = {"select-per-class": {"selection_scope": "class"}, "keep-agreed": {"keep_agreed": True}}
+# Methods whose phases up to self-justify are the semievol round's (their config differs from it only in what
+# selection and later read), so they reuse its outputs rather than recompute an hour of the same work.
+REUSES_UPSTREAM = ("no-selection", *SELECTION_VARIANTS)
 # The control a reviewer asks for: the evolved model trains on labeled + selected, so more optimizer steps than
 # the warm-up. sft-steps is the warm-up on the labeled data alone, repeated to the evolved model's step count:
 # a gain of SemiEvol over it does not come from the extra steps.
@@ -142,9 +145,9 @@ def _per_class(pl: pd.DataFrame, ok: list[bool]) -> dict:
 
 
 def variant_round(cfg, source: Path) -> None:
-    """A selection variant: the phases up to self-justify are the finished round `source`'s (their outputs
-    copied, recorded with 0 s and where they came from), then selection (the NLLs scored again, as
-    deterministic as before), evolve, evaluation and the report run with cfg."""
+    """no-selection or a selection variant: the phases up to self-justify are the finished round `source`'s
+    (their outputs copied, recorded with 0 s and where they came from), then selection (the NLLs scored again,
+    as deterministic as before), evolve, evaluation and the report run with cfg."""
     upstream = [p for p in PHASES if p.name in ("warm_up", "retrieve", "collaborate", "justify")]
     ctx, src = prepare(cfg), RoundDir(source)
     done = src.read_manifest()["phases"]
@@ -194,7 +197,7 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                "method": {**base_cfg["method"], **ABLATIONS.get(method, {}), **SELECTION_VARIANTS.get(method, {})}}
         cfg, rd = parse_config(raw), runs / raw["name"]
         semievol_rd = runs / round_name("semievol")
-        if method in ("sft-steps", *SELECTION_VARIANTS) and not (semievol_rd / "metrics.json").is_file():
+        if method in ("sft-steps", *REUSES_UPSTREAM) and not (semievol_rd / "metrics.json").is_file():
             print(f"{name} {method}: builds on the semievol round, and {semievol_rd} has not finished; left out",
                   flush=True)
             continue
@@ -207,7 +210,7 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                 continue
             if method == "sft-steps":
                 sft_steps_round(cfg)
-            elif method in SELECTION_VARIANTS:
+            elif method in REUSES_UPSTREAM:
                 variant_round(cfg, semievol_rd)
             else:
                 run_round(cfg)

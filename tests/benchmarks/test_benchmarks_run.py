@@ -35,7 +35,7 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
                     "--limit", "4", "--max-new-tokens", "16", "--model", str(tiny_model), "--runs",
                     str(tmp_path / "runs"), "--out", str(out), *more)
 
-    quality(["semievol", "sft-steps", "select-per-class", "keep-agreed"], tmp_path)
+    quality(["semievol", "no-selection", "sft-steps", "select-per-class", "keep-agreed"], tmp_path)
     [got] = json.loads((tmp_path / "quality.json").read_text())["studies"]
     assert got["model"] == str(tiny_model)
     fpb = got["datasets"]["fpb"]["semievol"]
@@ -68,8 +68,10 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
                        ("keep-agreed", got["datasets"]["fpb"]["keep-agreed"]["evolved"])):
         pair = got["paired"]["fpb"][f"{other} - sft"]
         assert pair["difference"] == pytest.approx(acc["accuracy"] - fpb["sft"]["accuracy"]) and pair["n"] == 4
-    # the selection variants: the semievol round's upstream phases, copied; only selection onwards ran again
-    for variant in ("select-per-class", "keep-agreed"):
+    # no-selection and the selection variants: the semievol round's upstream phases, copied; only selection
+    # onwards ran again
+    assert got["datasets"]["fpb"]["no-selection"]["selection"]["selected"] == fpb["selection"]["pool"]
+    for variant in ("no-selection", "select-per-class", "keep-agreed"):
         entry = got["datasets"]["fpb"][variant]
         rd = tmp_path / "runs" / entry["round"]
         phases = json.loads((rd / "manifest.json").read_text())["phases"]

@@ -35,7 +35,8 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
                     "--limit", "4", "--max-new-tokens", "16", "--model", str(tiny_model), "--runs",
                     str(tmp_path / "runs"), "--out", str(out), *more)
 
-    quality(["semievol", "no-selection", "sft-steps", "select-per-class", "keep-agreed"], tmp_path)
+    methods = ["semievol", "no-selection", "sft-steps", "select-per-class", "keep-agreed"]
+    quality(methods, tmp_path)
     [got] = json.loads((tmp_path / "quality.json").read_text())["studies"]
     assert got["model"] == str(tiny_model)
     fpb = got["datasets"]["fpb"]["semievol"]
@@ -94,7 +95,7 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
     # A rerun (as after an interruption, results to a fresh --out) reuses the finished round instead of training.
     manifests = [tmp_path / "runs" / e["round"] / "manifest.json" for e in (fpb, control)]
     stamps = [m.stat().st_mtime_ns for m in manifests]
-    quality(["semievol", "sft-steps", "select-per-class", "keep-agreed"], tmp_path / "again")
+    quality(methods, tmp_path / "again")
     [again] = json.loads((tmp_path / "again" / "quality.json").read_text())["studies"]
     assert again["datasets"] == got["datasets"]
     assert [m.stat().st_mtime_ns for m in manifests] == stamps

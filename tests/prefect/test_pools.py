@@ -26,32 +26,41 @@ class _Rendered(BaseJobConfiguration):
     model_config = ConfigDict(extra="allow")  # the kubernetes fields (job_manifest, ...) without prefect-kubernetes
 
 
-def test_kubernetes_gpu_pool_from_the_committed_template(prefect_server, monkeypatch):
-    env = {**os.environ, "GPU_POOL": POOL, "GPU_POOL_TYPE": "kubernetes", "GPUS": "1",
+def _setup_pool(name: str, pool_type: str, gpus: int):
+    """deployments/setup.sh on the test server, as a platform team runs it; returns the pool it made."""
+    env = {**os.environ, "GPU_POOL": name, "GPU_POOL_TYPE": pool_type, "GPUS": str(gpus),
            "PATH": f"{Path(PREFECT).parent}{os.pathsep}{os.environ['PATH']}"}
     out = subprocess.run(["bash", "deployments/setup.sh"], env=env, cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    template = json.loads((REPO / "deployments" / "kubernetes-gpu.json").read_text())
     with get_client(sync_client=True) as client:
-        pool = client.read_work_pool(POOL)
+        return client.read_work_pool(name)
+
+
+def _render_gpu_phase(pool, deploy_env: dict, monkeypatch):
+    """The job a GPU phase would get from `pool`: the GPU deployment's job variables in prefect.yaml, resolved
+    as `prefect deploy` resolves them (it fills {{ $VAR }} from its own environment), rendered by Prefect."""
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    (gpu,) = [d for d in spec["deployments"] if d["name"] == "gpu"]
+    for k, v in deploy_env.items():
+        monkeypatch.setenv(k, v)
+    job_variables = apply_values(gpu["work_pool"]["job_variables"], dict(os.environ), remove_notset=False)
+
+    async def render():
+        async with get_client() as c:
+            return await _Rendered.from_template_and_values(pool.base_job_template, job_variables, client=c)
+
+    return asyncio.run(render())
+
+
+def test_kubernetes_gpu_pool_from_the_committed_template(prefect_server, monkeypatch):
+    pool = _setup_pool(POOL, "kubernetes", 1)
     try:
         assert pool.type == "kubernetes" and pool.concurrency_limit == 1
-        assert pool.base_job_template == template
-
-        deploy_env = {"SEMIEVOL_RUNS": "/mnt/semievol/runs", "SEMIEVOL_DATA": "/mnt/semievol/fpb",
-                      "SEMIEVOL_GPU_IMAGE": "registry.example/semievol-gpu:1", "SEMIEVOL_REPO": "/srv/semievol"}
-        spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
-        (gpu,) = [d for d in spec["deployments"] if d["name"] == "gpu"]
-        for k, v in deploy_env.items():  # `prefect deploy` fills {{ $VAR }} from its own environment
-            monkeypatch.setenv(k, v)
-        job_variables = apply_values(gpu["work_pool"]["job_variables"], dict(os.environ), remove_notset=False)
-
-        async def render():
-            async with get_client() as c:
-                return await _Rendered.from_template_and_values(pool.base_job_template, job_variables, client=c)
-
-        job = asyncio.run(render())
+        assert pool.base_job_template == json.loads((REPO / "deployments" / "kubernetes-gpu.json").read_text())
+        job = _render_gpu_phase(pool, {"SEMIEVOL_RUNS": "/mnt/semievol/runs", "SEMIEVOL_DATA": "/mnt/semievol/fpb",
+                                       "SEMIEVOL_GPU_IMAGE": "registry.example/semievol-gpu:1",
+                                       "SEMIEVOL_REPO": "/srv/semievol"}, monkeypatch)
     finally:
         with get_client(sync_client=True) as client:
             client.delete_work_pool(POOL)
@@ -76,28 +85,12 @@ def test_docker_gpu_pool_from_the_committed_template(prefect_server, monkeypatch
     """The server here has no network, as many on-premise ones: created with Prefect's fallback docker template,
     the pool would drop the GPU request (container_create_kwargs) without a word."""
     pool_name = "semievol-gpu-docker"
-    env = {**os.environ, "GPU_POOL": pool_name, "GPU_POOL_TYPE": "docker", "GPUS": "2",
-           "PATH": f"{Path(PREFECT).parent}{os.pathsep}{os.environ['PATH']}"}
-    out = subprocess.run(["bash", "deployments/setup.sh"], env=env, cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    with get_client(sync_client=True) as client:
-        pool = client.read_work_pool(pool_name)
+    pool = _setup_pool(pool_name, "docker", 2)
     try:
         assert pool.type == "docker" and pool.concurrency_limit == 2
         assert pool.base_job_template == json.loads((REPO / "deployments" / "docker-gpu.json").read_text())
-        spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
-        (gpu,) = [d for d in spec["deployments"] if d["name"] == "gpu"]
-        for k, v in {"SEMIEVOL_RUNS": "/srv/runs", "SEMIEVOL_DATA": "/srv/fpb",
-                     "SEMIEVOL_GPU_IMAGE": "semievol-gpu:latest"}.items():
-            monkeypatch.setenv(k, v)
-        job_variables = apply_values(gpu["work_pool"]["job_variables"], dict(os.environ), remove_notset=False)
-
-        async def render():
-            async with get_client() as c:
-                return await _Rendered.from_template_and_values(pool.base_job_template, job_variables, client=c)
-
-        job = asyncio.run(render())
+        job = _render_gpu_phase(pool, {"SEMIEVOL_RUNS": "/srv/runs", "SEMIEVOL_DATA": "/srv/fpb",
+                                       "SEMIEVOL_GPU_IMAGE": "semievol-gpu:latest"}, monkeypatch)
     finally:
         with get_client(sync_client=True) as client:
             client.delete_work_pool(pool_name)

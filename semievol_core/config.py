@@ -240,6 +240,16 @@ def _as_input_error(source: str, err: ValidationError) -> InputError:
     return InputError(source, None, key, msg)
 
 
+def _hf_local(value: str, base: Path) -> str:
+    """hf:<name>[:split] with a relative name that is a dataset directory under base made absolute; anything else
+    (a hub id, an absolute path) as it is."""
+    name, sep, split = value[3:].partition(":")
+    local = base / name
+    if name and not Path(name).is_absolute() and os.path.lexists(local):
+        return f"hf:{local.absolute()}{sep}{split}"
+    return value
+
+
 def absolute_paths(cfg: RoundConfig) -> RoundConfig:
     """cfg with every path it names made absolute against this process's working directory: for phases that
     run in another process (a GPU pool's worker, a container), where a relative path would name something else
@@ -248,8 +258,7 @@ def absolute_paths(cfg: RoundConfig) -> RoundConfig:
         if value is None or value.startswith("embedded:"):
             return value
         if value.startswith("hf:"):
-            name, sep, split = value[3:].partition(":")
-            return f"hf:{os.path.abspath(name)}{sep}{split}" if os.path.lexists(name) else value
+            return _hf_local(value, Path.cwd())
         path = os.path.expanduser(value)
         return os.path.abspath(path) if not must_exist or os.path.lexists(path) else value
 
@@ -391,10 +400,7 @@ def load_config(path: str | Path) -> RoundConfig:
                 continue
             if val.startswith("hf:"):
                 # A local dataset directory beside the config, like a file; anything else is a hub id.
-                name, sep, split = val[3:].partition(":")
-                local = path.parent / name
-                if name and not Path(name).is_absolute() and os.path.lexists(local):
-                    data[key] = f"hf:{local}{sep}{split}"
+                data[key] = _hf_local(val, path.parent)
             elif not Path(val).expanduser().is_absolute():
                 data[key] = str(path.parent / val)
     return parse_config(raw, str(path))

@@ -125,7 +125,8 @@ def _read_rows(source: str) -> tuple[list[dict], list[str]]:
 
 def _json_rows(source: str, text: str, suffix: str) -> tuple[list[dict], list[str]]:
     """JSON Lines, or in a .json file also one JSON array of objects (what pandas' to_json writes)."""
-    if suffix == ".json" and text.lstrip().startswith("["):
+    array = suffix == ".json" and text.lstrip().startswith("[")
+    if array:
         try:
             items = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except _DuplicateKey as err:
@@ -151,8 +152,7 @@ def _json_rows(source: str, text: str, suffix: str) -> tuple[list[dict], list[st
     rows, columns = [], []
     for n, row in numbered:
         if not isinstance(row, dict):
-            raise InputError(source, n, None, "each " + ("item" if suffix == ".json" and text.lstrip()[0] == "["
-                                                           else "line") + " must be a JSON object")
+            raise InputError(source, n, None, f"each {'item' if array else 'line'} must be a JSON object")
         rows.append(row)
         columns += [c for c in row if c not in columns]
     if not rows:

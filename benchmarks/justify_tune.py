@@ -54,8 +54,8 @@ def run(args) -> dict:
     train, held, n_train, n_held = split_labeled(args.data / "labeled.csv", args.held_out, args.seed, split_dir)
     cfg = parse_config({"name": name, "runs_dir": str(args.runs), "progress": True,
                         "model": {} if args.model is None else {"base": args.model},
-                        # the held-out part is the unlabeled split; nothing is evaluated, test is a placeholder
-                        "data": {"labeled": str(train), "unlabeled": str(held), "test": str(held), "task": "choice"},
+                        # the held-out part is the unlabeled split; nothing is evaluated, so no test split
+                        "data": {"labeled": str(train), "unlabeled": str(held), "task": "choice"},
                         "lora": {"lr": lr, "epochs": epochs, "batch_size": args.batch_size},
                         "method": {"seed": args.seed, "max_new_tokens": args.max_new_tokens}})
     ctx = prepare(cfg)

@@ -79,7 +79,8 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=REPO / "data" / "samples" / "fpb",
-                   help="a folder with labeled.csv (its unlabeled and test files are not read)")
+                   help="a folder with labeled.csv and unlabeled.csv (validated, never generated on); "
+                        "test.csv is not read")
     p.add_argument("--recipes", nargs="+", type=recipe, default=[(1e-4, 2), (1e-3, 2)], metavar="LR:EPOCHS")
     p.add_argument("--held-out", type=float, default=0.2, help="share of the labeled rows held out")
     p.add_argument("--batch-size", type=int, default=4, help="lora.batch_size (quality.py's rounds: 4)")
@@ -99,9 +100,10 @@ def main(argv=None) -> int:
         for lr, epochs in args.recipes:
             cfg = parse_config({"name": f"recipe-{lr:g}-{epochs:g}", "runs_dir": str(Path(tmp) / "runs"),
                                 "model": {} if args.model is None else {"base": args.model},
-                                # the held-out part stands in for the unlabeled split a round config needs;
-                                # only the warm-up (labeled) and the evaluation (test) run
-                                "data": {"labeled": str(train), "unlabeled": str(held), "test": str(held),
+                                # a round config needs an unlabeled split: the data's own, never generated
+                                # on; only the warm-up (labeled) and the evaluation (test: held out) run
+                                "data": {"labeled": str(train), "unlabeled": str(args.data / "unlabeled.csv"),
+                                         "test": str(held),
                                          "task": "choice"},
                                 "lora": {"lr": lr, "epochs": epochs, "batch_size": args.batch_size},
                                 "method": {"seed": args.seed, "max_new_tokens": args.max_new_tokens}})

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from semievol_core import report
 from semievol_core.config import Columns, RoundConfig
-from semievol_core.data import Dataset, Record, load_dataset, question_id
+from semievol_core.data import Dataset, Record, load_dataset, question_id, question_key
 from semievol_core.errors import BusyError
 from semievol_core.store import atomic_path, exclusive, read_json, write_json, write_parquet
 
@@ -107,6 +107,19 @@ def arrivals(source: Dataset, taken: set[str]) -> list[Record]:
         seen.add(rid)
         out.append(dataclasses.replace(r, id=rid))
     return out
+
+
+def unknown(new: list[Record], known: set[str]) -> tuple[list[Record], list[Record]]:
+    """The arrivals worth a round, and the rest: a question already labeled (by the user, or pseudo-labeled by
+    an earlier round) or in the test split, or twice among the arrivals. A stream repeats its questions, under
+    new ids too; sent on, they would be pseudo-labeled again, leak the test split into training, and a batch
+    mostly of them would be refused by the round's overlap check on every run, the stream stuck behind it."""
+    keep, skip, seen = [], [], set(known)
+    for r in new:
+        k = question_key(r)
+        (skip if k in seen else keep).append(r)
+        seen.add(k)
+    return keep, skip
 
 
 def _evolved_accuracy(metrics: dict) -> float | None:
@@ -233,9 +246,19 @@ def _continue(params: EvolveParams, home: Path, logger) -> dict:
     # New rows are read from the user's unlabeled source as they map it; everything derived is standard.
     source = _load(params.round, params.round.data.unlabeled, False)
     taken = set(state["taken_ids"])
-    new = arrivals(source, taken)
+    labeled = _load(cfg, state["labeled"], True)
+    known = {question_key(r) for r in labeled.records}
+    if cfg.data.test:
+        known |= {question_key(r) for r in _load(cfg, cfg.data.test, True).records}
+    new, repeated = unknown(arrivals(source, taken), known)
+    if repeated:
+        logger.info("%d new rows skipped: questions already labeled, in the test split, or repeated among "
+                    "the new rows", len(repeated))
     if not new:
         logger.info("no unlabeled rows since the last round")
+        if repeated:  # the watermark moves past them, or every run would weigh them again
+            state["taken_ids"] = sorted(taken | {r.id for r in repeated})
+            write_json(state_path, state)
         return state
     tag = time.strftime("%Y%m%d-%H%M%S")
     name = f"{params.name}-{tag}"
@@ -243,7 +266,7 @@ def _continue(params: EvolveParams, home: Path, logger) -> dict:
     rcfg = _with_data(cfg, name, labeled=state["labeled"], unlabeled=str(batch))
     metrics = semievol_round(rcfg, gpu_deployment=params.gpu_deployment, secret_env=params.secret_env)
     round_dir = Path(metrics["round_dir"])
-    lab, _, n = _next_data(_load(rcfg, state["labeled"], True), _load(rcfg, str(batch), False), round_dir, tag)
+    lab, _, n = _next_data(labeled, _load(rcfg, str(batch), False), round_dir, tag)
     acc = _evolved_accuracy(metrics)
     inc = state["incumbent"]
     if acc is None:
@@ -258,7 +281,7 @@ def _continue(params: EvolveParams, home: Path, logger) -> dict:
     if promoted:
         state["incumbent"] = {"round": name, "accuracy": acc, "adapter": adapter}
         write_json(home / "promoted.json", state["incumbent"])
-    state["taken_ids"] = sorted(taken | {r.id for r in new})
+    state["taken_ids"] = sorted(taken | {r.id for r in new + repeated})
     state["labeled"] = str(lab)
     row = _history_row("continuous", metrics, name, None if inc is None else inc["accuracy"], promoted)
     entry = {**row, "new_rows": len(new), "selected": n, "adapter": adapter, "round_dir": str(round_dir)}

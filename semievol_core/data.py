@@ -352,9 +352,14 @@ def subsample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
     return Dataset(ds.source, ds.task, records, fingerprint(ds.task, records), ds.notes, ds.ids_from_rows)
 
 
+def question_key(record: Record) -> str:
+    """What makes two records the same question, whatever their ids and answers (and the question's case and
+    spacing)."""
+    return answer_key(record.question) + "\0" + json.dumps(record.options)
+
+
 def _question_keys(ds: Dataset) -> set[str]:
-    """What makes two records the same question, whatever their ids and answers."""
-    return {answer_key(r.question) + "\0" + json.dumps(r.options) for r in ds.records}
+    return {question_key(r) for r in ds.records}
 
 
 def _overlap(role: str, ds: Dataset, other_role: str, other: Dataset) -> None:

@@ -109,7 +109,8 @@ class LlamaFactoryTrainer:
                 "DISABLE_VERSION_CHECK", "0"), "PYTHONUNBUFFERED": "1"}
             if not cuda:
                 env["CUDA_VISIBLE_DEVICES"] = ""
-            self._run([self.cli, "train", str(work / "train.yaml")], env, work, self.lora.optimizer_steps(len(examples)))
+            steps = self.lora.optimizer_steps(len(examples))
+            self._run([self.cli, "train", str(work / "train.yaml")], env, work, steps)
             # Only the adapter goes into place; LLaMA-Factory also writes tokenizer files, logs and a
             # pickled training_args.bin.
             for extra in tmp.iterdir():

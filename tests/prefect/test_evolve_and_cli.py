@@ -73,8 +73,16 @@ def test_continuous_takes_only_new_rows_and_promotes_on_gain(prefect_server, sma
         assert (tmp_path / "runs" / r["round"] / "evolved_adapter" / "adapter_config.json").is_file()
         assert (tmp_path / "runs" / r["round"] / "card.md").is_file()
 
-    s4 = evolve_continuous(params)  # nothing new: no round
-    assert len(s4["rounds"]) == 3 and not s4.get("skipped")
+    # Rows that repeat a labeled question and a test question, one of them twice: no round (the round would
+    # refuse a batch that is half labeled questions), and the watermark moves past them.
+    repeats = pd.concat([pd.read_csv(small_data / f"{split}.csv").iloc[:1] for split in ("labeled", "test", "test")])
+    repeats.to_csv(unl, mode="a", header=False, index=False)
+    s4 = evolve_continuous(params)
+    assert len(s4["rounds"]) == 3 and not s4.get("skipped") and len(s4["taken_ids"]) == 18
+    assert json.loads((home / "state.json").read_text())["taken_ids"] == s4["taken_ids"]
+
+    s5 = evolve_continuous(params)  # nothing new: no round
+    assert len(s5["rounds"]) == 3 and not s5.get("skipped") and s5["taken_ids"] == s4["taken_ids"]
 
 
 def test_failed_evolve_training_promotes_nothing(prefect_server, small_data, tiny_model, tmp_path):

@@ -33,3 +33,19 @@ def test_a_watermark_of_row_numbers_is_still_honoured(tmp_path):
     # Written by a version that followed row numbers: rows 1 and 2 were taken; row 3 is new.
     new = arrivals(rows(tmp_path, "a?", "b?", "c?"), {"1", "2"})
     assert [r.question for r in new] == ["c?"]
+
+
+def test_questions_already_known_or_repeated_are_set_aside(tmp_path):
+    from flows.evolve import unknown
+    from semievol_core.data import question_key
+
+    p = tmp_path / "u.csv"
+    # A stream with ids repeats its questions under new ids; case and spacing do not make another question.
+    p.write_text('id,question,options\nr1,Labeled?,"[""x"", ""y""]"\nr2,new?,"[""x"", ""y""]"\n'
+                 'r3,"New? ","[""x"", ""y""]"\nr4,in test?,"[""x"", ""y""]"\nr5,new?,"[""x"", ""z""]"\n')
+    new = load_dataset(p).records
+    known = {question_key(r) for r in new if r.id in ("r1", "r4")}
+    keep, skip = unknown(new, known)
+    assert [r.id for r in keep] == ["r2", "r5"]  # other options: another question
+    assert [r.id for r in skip] == ["r1", "r3", "r4"]
+    assert unknown([], known) == ([], [])

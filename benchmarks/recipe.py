@@ -103,8 +103,7 @@ def main(argv=None) -> int:
                                 # a round config needs an unlabeled split: the data's own, never generated
                                 # on; only the warm-up (labeled) and the evaluation (test: held out) run
                                 "data": {"labeled": str(train), "unlabeled": str(args.data / "unlabeled.csv"),
-                                         "test": str(held),
-                                         "task": "choice"},
+                                         "test": str(held), "task": "choice"},
                                 "lora": {"lr": lr, "epochs": epochs, "batch_size": args.batch_size},
                                 "method": {"seed": args.seed, "max_new_tokens": args.max_new_tokens}})
             result.setdefault("model", cfg.model.base)

@@ -37,7 +37,8 @@ from semievol_core.propagate import WARM_UP  # noqa: E402
 from semievol_core.round import PHASES, manifest, prepare, run_phase  # noqa: E402
 from semievol_core.store import RoundDir, write_json, write_parquet  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
-from semievol_core.config import EMBEDDED_MODEL  # noqa: E402
+from semievol_core.backends import resolve_dtype  # noqa: E402
+from semievol_core.config import EMBEDDED_MODEL, ModelConfig  # noqa: E402
 from semievol_core.data import subsample  # noqa: E402
 from semievol_core.evaluate import evaluate_models, outcomes, paired_difference  # noqa: E402
 
@@ -186,8 +187,10 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                 "lora": {"lr": lr, "epochs": epochs, "batch_size": 4},
                 "method": {"seed": seed, "max_new_tokens": max_new_tokens}}
     out = {}
-    # The recipe is in the name: two recipes' rounds live side by side under one --runs.
-    round_name = f"{name}-{{}}-seed{seed}-limit{limit or 'all'}-lr{lr:g}x{epochs:g}".format
+    # The recipe and a dtype other than fp32 are in the name: rounds measured either way live side by side.
+    dtype = resolve_dtype(ModelConfig())
+    round_name = (f"{name}-{{}}-seed{seed}-limit{limit or 'all'}-lr{lr:g}x{epochs:g}"
+                  + ("" if dtype == "float32" else f"-{dtype}")).format
     for method in methods:
         if method in earlier:
             print(f"{name} {method}: kept from the earlier results ({earlier[method].get('date', 'undated')})",
@@ -281,9 +284,9 @@ def majority_baseline(data: Path, name: str, limit: int | None, seed: int) -> di
 
 
 def _kind(study: dict) -> tuple:
-    """What makes results comparable: the same model, subsample, LoRA recipe and kind of machine."""
+    """What makes results comparable: the same model, subsample, LoRA recipe, dtype and kind of machine."""
     m = study.get("machine") or {}
-    return (study.get("model"), study.get("subsample"), study.get("recipe", OLD_RECIPE),
+    return (study.get("model"), study.get("subsample"), study.get("recipe", OLD_RECIPE), study.get("dtype", "float32"),
             tuple(m.get(k) for k in ("cores", "cpu", "gpu")))
 
 
@@ -339,7 +342,9 @@ def _ordered(result: dict) -> dict:
 
 def _label(study: dict) -> str:
     r = study.get("recipe", OLD_RECIPE)
-    return f"{study['subsample'].split(':')[0].split(';')[0]}, lr {r['lr']:g} x {r['epochs']:g} epochs"
+    dtype = study.get("dtype", "float32")
+    return (f"{study['subsample'].split(':')[0].split(';')[0]}, lr {r['lr']:g} x {r['epochs']:g} epochs"
+            + ("" if dtype == "float32" else f", {dtype}"))
 
 
 def tables(studies: list[dict]) -> str:
@@ -353,8 +358,8 @@ def table(result: dict) -> str:
     cols = ["majority label", "vanilla", "SFT"] + methods
     r = result.get("recipe", OLD_RECIPE)
     lines = [f"## {_label(result)}", "",
-             f"Quality, {result['model']} on CPU, {result['subsample']}; LoRA lr {r['lr']:g}, {r['epochs']:g} epochs, "
-             f"batch {r['batch_size']} (accuracy %, 95% bootstrap interval; "
+             f"Quality, {result['model']} on CPU in {result.get('dtype', 'float32')}, {result['subsample']}; LoRA lr "
+             f"{r['lr']:g}, {r['epochs']:g} epochs, batch {r['batch_size']} (accuracy %, 95% bootstrap interval; "
              "majority label: always answering the labeled split's most common label)", "",
              "| dataset | " + " | ".join(cols) + " | paper vanilla / SFT / SemiEvol (Llama-3.1-8B) |",
              "|" + "---|" * (len(cols) + 2)]
@@ -507,7 +512,8 @@ def main(argv=None) -> int:
                             f"seeded subsample (seed {args.seed}): {args.limit} labeled, {3 * args.limit} unlabeled, "
                             f"{args.limit} test per dataset, the same for every method; {args.max_new_tokens} new "
                             "tokens"),
-              "recipe": {"lr": args.lr, "epochs": args.epochs, "batch_size": 4}, "datasets": {}}
+              "recipe": {"lr": args.lr, "epochs": args.epochs, "batch_size": 4},
+              "dtype": resolve_dtype(ModelConfig()), "datasets": {}}
 
     # Results measured another way (another subsample or recipe) stay beside this study, untouched.
     others = _studies(args.out / "quality.json")

@@ -88,7 +88,8 @@ class ModelConfig(_Strict):
     base: str = Field(EMBEDDED_MODEL, description="embedded:<name>, a local model directory, or a hub id")
     embedder: str = Field(EMBEDDED_EMBEDDER, description="embedded:all-minilm-l6-v2 or a sentence-transformers dir")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: float32 on CPU (faster than bf16 on AVX2), bfloat16 on CUDA")
+        "auto", description="auto: bfloat16 on CUDA and on CPUs with native bf16 (AVX-512 BF16, AMX), else float32; "
+        "the transformers backends (vllm keeps float32 on CPU)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None keeps torch's default")
     trust_remote_code: bool = False

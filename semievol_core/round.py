@@ -57,7 +57,8 @@ def manifest(ctx: RoundContext) -> dict:
     return {"config": ctx.cfg.model_dump(mode="json"), "model_path": ctx.model_path,
             "fingerprints": {k: v.fingerprint for k, v in ctx.splits.items()},
             "data_notes": {k: v.notes for k, v in ctx.splits.items() if v.notes},
-            "backends": {"generator": backends.generator_name(ctx.cfg), "trainer": backends.trainer_name(ctx.cfg)},
+            "backends": {"generator": backends.generator_name(ctx.cfg), "trainer": backends.trainer_name(ctx.cfg),
+                         "transformers_dtype": backends.resolve_dtype(ctx.cfg.model)},
             "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 

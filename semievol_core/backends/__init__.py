@@ -3,6 +3,7 @@ by name instead of failing at import."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from ..config import ModelConfig, RoundConfig
 from ..errors import BackendMissingError
@@ -25,6 +26,27 @@ def resolve_device(cfg: ModelConfig) -> str:
         return cfg.device
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX): Linux's cpuinfo flags, False where
+    there are none to read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(cfg: ModelConfig) -> str:
+    """float32 or bfloat16 (or the configured dtype) for the transformers backends. auto: bf16 on CUDA and on a
+    CPU with native bf16, where it measured 2.9x faster than fp32 for prefill and 3x for a training step
+    (SmolLM2-135M, 2 cores); fp32 on any other CPU, where bf16 is emulated and several times slower."""
+    if cfg.dtype != "auto":
+        return cfg.dtype
+    return "bfloat16" if resolve_device(cfg) == "cuda" or cpu_has_native_bf16() else "float32"
 
 
 def _cuda(cfg: RoundConfig) -> bool:

@@ -12,19 +12,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ..config import ModelConfig
 from ..progress import Bar
 from ..store import atomic_path
-from . import resolve_device
+from . import resolve_device, resolve_dtype
 from .base import GenRequest, Messages, ScoreRequest
 
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
 
 def device_and_dtype(cfg: ModelConfig) -> tuple[str, torch.dtype]:
-    device = resolve_device(cfg)
-    if cfg.dtype != "auto":
-        return device, getattr(torch, cfg.dtype)
-    # On CPU fp32: on an AVX2 machine without native bf16, bf16 matmuls measured slower than fp32 and CPU
-    # results then match vLLM-CPU's fp32. bf16 is the GPU default.
-    return device, torch.bfloat16 if device == "cuda" else torch.float32
+    return resolve_device(cfg), getattr(torch, resolve_dtype(cfg))
 
 
 _GQA = "semievol_sdpa_gqa"

@@ -10,13 +10,15 @@ from semievol_core.config import ModelConfig, VllmParams
 
 pytestmark = [pytest.mark.model, pytest.mark.vllm]
 SETTINGS = [None, "peft", "lf"]  # base model, a peft adapter, a LLaMA-Factory adapter
+# Both in fp32: the parity is of the backends, and auto would give hf bf16 on a CPU with native bf16.
+FP32 = ModelConfig(dtype="float32")
 
 
 @pytest.fixture(scope="module")
 def engines(model_path, peft_adapter, lf_adapter):
     adapters = {"peft": peft_adapter, "lf": lf_adapter}
-    hf = HFEngine(model_path, ModelConfig(), adapters, progress=False)
-    vl = VLLMEngine(model_path, ModelConfig(), VllmParams(max_model_len=2048, max_lora_rank=8), adapters,
+    hf = HFEngine(model_path, FP32, adapters, progress=False)
+    vl = VLLMEngine(model_path, FP32, VllmParams(max_model_len=2048, max_lora_rank=8), adapters,
                     progress=False)
     return hf, vl
 

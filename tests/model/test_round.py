@@ -8,10 +8,19 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from semievol_core import load_dataset, prompts
+from semievol_core import backends, load_dataset, prompts
 from semievol_core.backends.base import GenRequest
 from semievol_core.backends.hf import HFEngine
 from semievol_core.retrieval import load_index
+
+
+
+def nll_tolerance(dtype: str, nll: float) -> float:
+    """How far two computations of one mean NLL may differ when their batches differ. In bf16 (dtype auto on a CPU
+    with native bf16) the padded batch rounds otherwise than one sequence alone: measured up to 0.037 at a mean NLL
+    of 4.2 (16 FPB responses) and 0.010 at 0.11. A response scored one token off or under another adapter is off
+    by more than 1."""
+    return {"float32": 1e-5, "bfloat16": max(0.03, 0.03 * nll)}[dtype]
 
 pytestmark = pytest.mark.model
 
@@ -36,7 +45,8 @@ def test_every_file_present_and_readable(fpb_round):
     assert set(manifest["phases"]) >= {"warm_up", "retrieve", "collaborate", "justify", "select", "evolve",
                                        "evaluate", "report"}
     assert set(manifest["fingerprints"]) == {"labeled", "unlabeled", "test"}
-    assert manifest["backends"] == {"generator": "hf", "trainer": "peft"}
+    assert manifest["backends"] == {"generator": "hf", "trainer": "peft",
+                                    "transformers_dtype": backends.resolve_dtype(fpb_round[0].model)}
     assert cand["response"].str.len().gt(0).mean() > 0.9
     assert not list(root.rglob(".*tmp-*"))  # no temporary leftovers
 
@@ -61,9 +71,10 @@ def test_counts_and_tau(fpb_round):
 
 def test_stored_nll_matches_an_independent_forward_pass(fpb_round, samples):
     cfg, result = fpb_round
-    model_path = json.loads((result.path / "manifest.json").read_text())["model_path"]
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    model_path, dtype = manifest["model_path"], manifest["backends"]["transformers_dtype"]
     tok = AutoTokenizer.from_pretrained(model_path)
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
     model = PeftModel.from_pretrained(base, str(result.path / "warm_adapter")).eval()
     unlabeled = load_dataset(samples / "fpb" / "unlabeled.csv").by_id()
     pl = pd.read_parquet(result.path / "pseudo_labels.parquet").head(4)
@@ -78,7 +89,7 @@ def test_stored_nll_matches_an_independent_forward_pass(fpb_round, samples):
             logp = model(input_ids=ids).logits[0].float().log_softmax(-1)
         targets = torch.tensor(r_ids)
         nll = -logp[len(p_ids) - 1:len(p_ids) + len(r_ids) - 1].gather(1, targets[:, None]).mean().item()
-        assert abs(nll - stored) < 1e-5, (rid, nll, stored)
+        assert abs(nll - stored) < nll_tolerance(dtype, stored), (rid, nll, stored, dtype)
 
 
 def test_evolved_adapter_loads_and_changes_greedy_outputs(fpb_round, samples):
@@ -142,5 +153,7 @@ def test_score_shards_through_fsspec_storage_give_the_round_s_nll(fpb_round, tmp
     assert ctx.notes["shards_reused"] == ctx.notes["shards"] >= 2
     got = pd.read_parquet(parent / "pseudo_labels.parquet").set_index("id")["nll"]
     want = pd.read_parquet(result.path / "pseudo_labels.parquet").set_index("id")["nll"]
-    # other chunks than the round's (8 records, not 256): other batches, so float noise only
-    assert np.allclose(got.loc[want.index], want, atol=1e-4)
+    # other chunks than the round's (8 records, not 256): other batches, so rounding noise only
+    dtype = json.loads((result.path / "manifest.json").read_text())["backends"]["transformers_dtype"]
+    for rid, w in want.items():
+        assert abs(got[rid] - w) < max(1e-4, nll_tolerance(dtype, w)), (rid, got[rid], w, dtype)

@@ -32,6 +32,26 @@ def test_auto_on_cuda_takes_vllm_and_llamafactory_where_installed(monkeypatch, t
     assert backends.generator_name(c) == "hf"
 
 
+XEON = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_tile\n"
+EPYC_ZEN3 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    assert backends.cpu_has_native_bf16(XEON)
+    assert backends.cpu_has_native_bf16("flags\t: avx2 amx_bf16 amx_tile\n")
+    assert not backends.cpu_has_native_bf16(EPYC_ZEN3)
+    assert not backends.cpu_has_native_bf16("flags\t: avx512f avx512bw\n")  # AVX-512 alone emulates bf16
+    assert not backends.cpu_has_native_bf16("")  # no flags line (not Linux): fp32
+
+
+@pytest.mark.parametrize("native, device, dtype, expected", [
+    (True, "cpu", "auto", "bfloat16"), (False, "cpu", "auto", "float32"), (False, "cuda", "auto", "bfloat16"),
+    (True, "cpu", "float32", "float32"), (False, "cpu", "bfloat16", "bfloat16")])
+def test_dtype_auto_follows_the_device_and_the_cpu(monkeypatch, native, device, dtype, expected):
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: native)
+    assert backends.resolve_dtype(ModelConfig(device=device, dtype=dtype)) == expected
+
+
 def test_missing_vllm_is_named(monkeypatch):
     monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(BackendMissingError, match="'vllm'.*pip install"):

@@ -51,8 +51,10 @@ def response_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Te
 def with_lora(model, lp: LoraParams):
     """The model wrapped in a fresh (untrained) LoRA of the configured shape; only its weights train."""
     from peft import LoraConfig, get_peft_model
+    # On a bf16 base the adapter still trains in fp32: at lr 1e-4 most Adam updates are below bf16's resolution.
     return get_peft_model(model, LoraConfig(r=lp.rank, lora_alpha=lp.alpha, lora_dropout=lp.dropout,
-                                            target_modules=lp.target_modules, task_type="CAUSAL_LM"))
+                                            target_modules=lp.target_modules, task_type="CAUSAL_LM"),
+                          autocast_adapter_dtype=True)
 
 
 def example_features(tok, messages: Messages, response: str, max_length: int | None = None):

@@ -26,6 +26,17 @@ def test_adapter_on_off_on_is_identical(fpb_round, samples):
     assert first == again and first != base
 
 
+def test_a_bf16_engine_holds_its_adapters_in_bf16(fpb_round):
+    """The warm adapter trained in fp32; for inference the engine keeps it in the model's dtype, or peft casts
+    every layer's input to fp32 and back at each call (1.4x slower warm batches in bf16, measured)."""
+    import torch
+    cfg, result = fpb_round
+    engine = HFEngine(resolve_model(cfg.model), ModelConfig(dtype="bfloat16"),
+                      {"warm": str(result.path / "warm_adapter")}, progress=False)
+    lora = {p.dtype for n, p in engine.model.named_parameters() if "lora_" in n}
+    assert lora == {torch.bfloat16}
+
+
 def test_sampling_is_seeded():
     cfg = ModelConfig()
     engine = HFEngine(resolve_model(cfg), cfg, progress=False)

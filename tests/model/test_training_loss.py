@@ -42,3 +42,25 @@ def test_response_loss_equals_the_full_logits_loss(tiny_model, samples):
     moved = labels.clone()
     moved[0, 1] = ids[0, 1]
     assert abs(response_loss(model, ids, mask, moved).item() - ours.item()) > 1e-6
+
+
+def test_a_bf16_base_trains_its_adapter_in_fp32(tiny_model, samples):
+    """dtype auto gives a bf16 base on CPUs with native bf16. The adapter must still hold fp32 weights: an Adam step
+    at a small learning rate moves a weight by about the rate, less than bf16 can resolve at the weights' size."""
+    from semievol_core.backends.peft import with_lora
+    from semievol_core.config import LoraParams
+    cfg = ModelConfig(dtype="bfloat16")
+    tok = load_tokenizer(str(tiny_model), cfg)
+    torch.manual_seed(0)
+    model = with_lora(load_model(str(tiny_model), cfg), LoraParams(dropout=0.0))
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert {p.dtype for p in trained.values()} == {torch.float32}
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
+    before = {n: p.detach().clone() for n, p in trained.items() if "lora_A" in n}
+    opt = torch.optim.AdamW(trained.values(), lr=1e-5, weight_decay=0.0)
+    batch = _batch(tok, samples)
+    for _ in range(2):  # lora_B starts at zero, so lora_A has no gradient before the second step
+        response_loss(model, *batch).backward()
+        opt.step()
+        opt.zero_grad()
+    assert all(not torch.equal(trained[n], w) for n, w in before.items())

@@ -42,8 +42,8 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
 
 def resolve_dtype(cfg: ModelConfig) -> str:
     """float32 or bfloat16 (or the configured dtype) for the transformers backends. auto: bf16 on CUDA and on a
-    CPU with native bf16, where it measured 2.9x faster than fp32 for prefill and 3x for a training step
-    (SmolLM2-135M, 2 cores); fp32 on any other CPU, where bf16 is emulated and several times slower."""
+    CPU with native bf16, where a whole round runs faster than in fp32 (benchmarks/round_time.py); fp32 on any
+    other CPU, where bf16 is emulated and several times slower."""
     if cfg.dtype != "auto":
         return cfg.dtype
     return "bfloat16" if resolve_device(cfg) == "cuda" or cpu_has_native_bf16() else "float32"

@@ -172,6 +172,18 @@ def variant_round(cfg, source: Path) -> None:
             run_phase(ctx, phase.name, phase.run)
 
 
+def base_config(d: Path, limit: int | None, runs: Path, seed: int, max_new_tokens: int,
+                model: str = EMBEDDED_MODEL, lr: float = 1e-3, epochs: float = 2) -> dict:
+    """A benchmark round's config, less its name: the choice dataset in folder d, seeded subsample of `limit`
+    labeled and test rows and 3x as many unlabeled (all if None), LoRA batch 4."""
+    return {"runs_dir": str(runs), "progress": True, "model": {"base": model},
+            "data": {"labeled": str(d / "labeled.csv"), "unlabeled": str(d / "unlabeled.csv"),
+                     "test": str(d / "test.csv"), "task": "choice", "sample_seed": seed,
+                     "limit_labeled": limit, "limit_unlabeled": limit and 3 * limit, "limit_test": limit},
+            "lora": {"lr": lr, "epochs": epochs, "batch_size": 4},
+            "method": {"seed": seed, "max_new_tokens": max_new_tokens}}
+
+
 def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, runs: Path, seed: int,
                 max_new_tokens: int, on_method=lambda name, done: None, report_only: bool = False,
                 earlier: dict | None = None, model: str = EMBEDDED_MODEL, lr: float = 1e-3,
@@ -180,12 +192,7 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
     quality.json with the same subsample) are kept as they are."""
     earlier = earlier or {}
     d = data / name
-    base_cfg = {"runs_dir": str(runs), "progress": True, "model": {"base": model},
-                "data": {"labeled": str(d / "labeled.csv"), "unlabeled": str(d / "unlabeled.csv"),
-                         "test": str(d / "test.csv"), "task": "choice", "sample_seed": seed,
-                         "limit_labeled": limit, "limit_unlabeled": limit and 3 * limit, "limit_test": limit},
-                "lora": {"lr": lr, "epochs": epochs, "batch_size": 4},
-                "method": {"seed": seed, "max_new_tokens": max_new_tokens}}
+    base_cfg = base_config(d, limit, runs, seed, max_new_tokens, model, lr, epochs)
     out = {}
     # The recipe and a dtype other than fp32 are in the name: rounds measured either way live side by side.
     dtype = resolve_dtype(ModelConfig())

@@ -18,20 +18,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import RESULTS, commit, describe, header, load_average, save  # noqa: E402
+from benchmarks.quality import base_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ["warm_up", "retrieve", "collaborate", "justify", "select", "evolve", "evaluate"]
 
 
 def round_config(data: Path, limit: int | None, dtype: str, runs: Path, args) -> dict:
-    return {"name": f"round-time-{dtype}", "runs_dir": str(runs), "progress": True,
-            "model": {"dtype": dtype},
-            "data": {"labeled": str(data / "labeled.csv"), "unlabeled": str(data / "unlabeled.csv"),
-                     "test": str(data / "test.csv"), "task": "choice", "sample_seed": 0,
-                     "limit_labeled": limit, "limit_unlabeled": limit and 3 * limit, "limit_test": limit},
-            "lora": {"lr": args.lr, "epochs": args.epochs, "batch_size": 4},
-            "method": {"seed": 0, "max_new_tokens": args.max_new_tokens},
-            "backend": {"generator": "hf", "trainer": "peft"}}
+    raw = base_config(data, limit, runs, 0, args.max_new_tokens, lr=args.lr, epochs=args.epochs)
+    raw["model"]["dtype"] = dtype
+    return {**raw, "name": f"round-time-{dtype}", "backend": {"generator": "hf", "trainer": "peft"}}
 
 
 def timed_round(raw: dict) -> dict:

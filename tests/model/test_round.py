@@ -14,6 +14,8 @@ from semievol_core.backends.hf import HFEngine
 from semievol_core.retrieval import load_index
 
 
+pytestmark = pytest.mark.model
+
 
 def nll_tolerance(dtype: str, nll: float) -> float:
     """How far two computations of one mean NLL may differ when their batches differ. In bf16 (dtype auto on a CPU
@@ -22,7 +24,9 @@ def nll_tolerance(dtype: str, nll: float) -> float:
     by more than 1."""
     return {"float32": 1e-5, "bfloat16": max(0.03, 0.03 * nll)}[dtype]
 
-pytestmark = pytest.mark.model
+
+def _manifest(result) -> dict:
+    return json.loads((result.path / "manifest.json").read_text())
 
 
 def test_every_file_present_and_readable(fpb_round):
@@ -71,7 +75,7 @@ def test_counts_and_tau(fpb_round):
 
 def test_stored_nll_matches_an_independent_forward_pass(fpb_round, samples):
     cfg, result = fpb_round
-    manifest = json.loads((result.path / "manifest.json").read_text())
+    manifest = _manifest(result)
     model_path, dtype = manifest["model_path"], manifest["backends"]["transformers_dtype"]
     tok = AutoTokenizer.from_pretrained(model_path)
     base = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
@@ -94,7 +98,7 @@ def test_stored_nll_matches_an_independent_forward_pass(fpb_round, samples):
 
 def test_evolved_adapter_loads_and_changes_greedy_outputs(fpb_round, samples):
     cfg, result = fpb_round
-    model_path = json.loads((result.path / "manifest.json").read_text())["model_path"]
+    model_path = _manifest(result)["model_path"]
     engine = HFEngine(model_path, cfg.model, {"evolved": str(result.path / "evolved_adapter")}, progress=False)
     test = load_dataset(samples / "fpb" / "test.csv").records[:8]
     reqs = [GenRequest(prompts.inference_messages(r, "choice"), a, 0.0, 24) for a in (None, "evolved") for r in test]
@@ -146,7 +150,7 @@ def test_score_shards_through_fsspec_storage_give_the_round_s_nll(fpb_round, tmp
     shutil.copytree(result.path, parent)
     (parent / "pseudo_labels.parquet").unlink()
     assert remote.pull(url, parent.name, ["shards/score"], parent) >= 4  # chunk files + 2 shard records
-    model_path = json.loads((result.path / "manifest.json").read_text())["model_path"]
+    model_path = _manifest(result)["model_path"]
     ctx = RoundContext(parse_config(raw), load_splits(cfg.data), RoundDir(parent), model_path)
     assert shards.pending(select.chunk_plan(ctx), 2) == []
     select.score_and_select(ctx)
@@ -154,6 +158,6 @@ def test_score_shards_through_fsspec_storage_give_the_round_s_nll(fpb_round, tmp
     got = pd.read_parquet(parent / "pseudo_labels.parquet").set_index("id")["nll"]
     want = pd.read_parquet(result.path / "pseudo_labels.parquet").set_index("id")["nll"]
     # other chunks than the round's (8 records, not 256): other batches, so rounding noise only
-    dtype = json.loads((result.path / "manifest.json").read_text())["backends"]["transformers_dtype"]
+    dtype = _manifest(result)["backends"]["transformers_dtype"]
     for rid, w in want.items():
         assert abs(got[rid] - w) < max(1e-4, nll_tolerance(dtype, w)), (rid, got[rid], w, dtype)

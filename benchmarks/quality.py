@@ -1,6 +1,6 @@
 """Quality: test accuracy of vanilla (base), SFT (the warm model), SFT with as many optimizer steps as the
-evolved model, SemiEvol and the four ablations, with pseudo-label accuracy, agreement rate and tau, on the
-paper's splits.
+evolved model, SemiEvol, the four ablations, two selection rules beyond the paper and a second iterative round,
+with pseudo-label accuracy, agreement rate and tau, on the paper's splits.
 
     python benchmarks/quality.py --data ../shared/data/semievol                # full splits
     python benchmarks/quality.py --data ../shared/data/semievol --limit 64     # one seeded subsample
@@ -12,8 +12,9 @@ holds one study per way of measuring (model, subsample, LoRA recipe, machine), s
 already holds for a dataset is not run again (point --out elsewhere to remeasure), so the datasets, ablations
 and recipes can be run one invocation at a time; --report-only runs nothing and redraws the tables and plots
 from what is there. Every model is paired with SFT (the warm model) on the same test items, and SemiEvol with
-every other. The unlabeled files' gold answers are read only for the report (pseudo-label accuracy, the NLL
-histograms), never by the method.
+every other; the second round (round-2, after the select-per-class round) also with the first round's evolved
+model, its own warm model. The unlabeled files' gold answers are read only for the report (pseudo-label
+accuracy, the NLL histograms), never by the method.
 Writes quality.json, quality.md and PNG plots under --out (default benchmarks/results)."""
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import RESULTS, commit, describe, machine_line, save  # noqa: E402
 from semievol_core import load_dataset, parse_config, run_round  # noqa: E402
 from semievol_core.propagate import WARM_UP  # noqa: E402
+from semievol_core import prompts  # noqa: E402
+from semievol_core.data import load_splits  # noqa: E402
+from semievol_core.evolve import training_set  # noqa: E402
+from semievol_core.next_round import STANDARD, frame, next_data  # noqa: E402
 from semievol_core.round import PHASES, manifest, prepare, run_phase  # noqa: E402
 from semievol_core.store import RoundDir, write_json, write_parquet  # noqa: E402
 from semievol_core.answers import is_correct  # noqa: E402
@@ -55,7 +60,10 @@ REUSES_UPSTREAM = ("no-selection", *SELECTION_VARIANTS)
 # The control a reviewer asks for: the evolved model trains on labeled + selected, so more optimizer steps than
 # the warm-up. sft-steps is the warm-up on the labeled data alone, repeated to the evolved model's step count:
 # a gain of SemiEvol over it does not come from the extra steps.
-METHODS = [*ABLATIONS, "sft-steps", *SELECTION_VARIANTS]
+# Step 7 of the method: a second round that treats the first's labeled + selected as labeled and works on the
+# unselected rest, after the round-1 method named here (the better selection).
+ROUND_TWO = {"round-2": "select-per-class"}
+METHODS = [*ABLATIONS, "sft-steps", *SELECTION_VARIANTS, *ROUND_TWO]
 OLD_RECIPE = {"lr": 1e-3, "epochs": 2, "batch_size": 4}  # of the results written before the recipe was recorded
 
 
@@ -96,6 +104,8 @@ def paired(runs: dict, majority: dict | None = None) -> dict:
     pairs += [(f"semievol - {m}", ours, final_model(m, runs.get(m))) for m in METHODS if m != "semievol"]
     pairs += [("majority - sft", majority, sft), ("vanilla - sft", sv.get("vanilla"), sft)]
     pairs += [(f"{m} - sft", final_model(m, runs.get(m)), sft) for m in METHODS if m != "semievol"]
+    pairs += [(f"{m} - {first}", final_model(m, runs.get(m)), final_model(first, runs.get(first)))
+              for m, first in ROUND_TWO.items()]
     out = {}
     for name, a, b in pairs:
         if a and b and "correct" in a and "correct" in b and a["ids"] == b["ids"]:
@@ -172,6 +182,42 @@ def variant_round(cfg, source: Path) -> None:
             run_phase(ctx, phase.name, phase.run)
 
 
+def round_two_config(raw: dict, source: Path):
+    """The config of the round after `source` (a finished round): its method, the data next_data derives from
+    its pseudo-labels (written into `source`) and its test split in the same columns beside them."""
+    first = parse_config(RoundDir(source).read_manifest()["config"])
+    splits = load_splits(first.data)
+    lab, unl, _ = next_data(splits["labeled"], splits["unlabeled"], source, "r1")
+    if unl is None:
+        raise SystemExit(f"{source}: every unlabeled record was selected; no second round to run")
+    test = write_parquet(source / "next_test.parquet", frame(splits["test"].records))
+    data = {**raw["data"], "labeled": str(lab), "unlabeled": str(unl), "test": str(test),
+            "columns": STANDARD.model_dump(), "limit_labeled": None, "limit_unlabeled": None, "limit_test": None}
+    return parse_config({**raw, "data": data, "method": first.method.model_dump(mode="json")})
+
+
+def round_two(cfg, source: Path) -> None:
+    """The second round. Its warm-up trains a fresh LoRA on the base model over its labeled set, which is what
+    round 1's evolve phase trained over, in the same order and with the same recipe and seed: round 1's evolved
+    adapter is taken as its warm adapter (recorded as reused) once the two training sets are checked equal."""
+    ctx, src = prepare(cfg), RoundDir(source)
+    first = prepare(parse_config(src.read_manifest()["config"]))
+    same = (first.cfg.lora == ctx.cfg.lora and first.cfg.model == ctx.cfg.model
+            and training_set(first) == [prompts.training_example(r, ctx.task, r.answer)
+                                        for r in ctx.splits["labeled"].records])
+    with ctx.rd.lock():
+        ctx.rd.create(manifest(ctx))
+        if same:
+            shutil.copytree(src.evolved_adapter, ctx.rd.warm_adapter, dirs_exist_ok=True)
+            ctx.rd.record_phase("warm_up", 0.0, [ctx.rd.warm_adapter], reused_from=f"{source.name}/evolved_adapter")
+        else:
+            print(f"{source.name}: its evolve phase trained on other examples; round 2 trains its own warm-up",
+                  flush=True)
+            run_phase(ctx, "warm_up", WARM_UP.run)
+        for phase in PHASES[1:]:
+            run_phase(ctx, phase.name, phase.run)
+
+
 def base_config(d: Path, limit: int | None, runs: Path, seed: int, max_new_tokens: int,
                 model: str = EMBEDDED_MODEL, lr: float = 1e-3, epochs: float = 2) -> dict:
     """A benchmark round's config, less its name: the choice dataset in folder d, seeded subsample of `limit`
@@ -207,12 +253,15 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                "method": {**base_cfg["method"], **ABLATIONS.get(method, {}), **SELECTION_VARIANTS.get(method, {})}}
         cfg, rd = parse_config(raw), runs / raw["name"]
         semievol_rd = runs / round_name("semievol")
-        if method in ("sft-steps", *REUSES_UPSTREAM) and not (semievol_rd / "metrics.json").is_file():
-            print(f"{name} {method}: builds on the semievol round, and {semievol_rd} has not finished; left out",
-                  flush=True)
+        first_rd = runs / round_name(ROUND_TWO.get(method, "semievol"))
+        if method in ("sft-steps", *REUSES_UPSTREAM, *ROUND_TWO) and not (first_rd / "metrics.json").is_file():
+            print(f"{name} {method}: builds on the {ROUND_TWO.get(method, 'semievol')} round, and {first_rd} has "
+                  "not finished; left out", flush=True)
             continue
         if method == "sft-steps":
             cfg, steps = matched_steps(cfg, semievol_rd)
+        if method in ROUND_TWO:
+            cfg = round_two_config(raw, first_rd)
         last = "evaluate" if method == "sft-steps" else "report"
         if not _finished_with(rd, cfg, last):  # else a round of an earlier, interrupted run of this benchmark
             if report_only:
@@ -222,6 +271,8 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
                 sft_steps_round(cfg)
             elif method in REUSES_UPSTREAM:
                 variant_round(cfg, semievol_rd)
+            elif method in ROUND_TWO:
+                round_two(cfg, first_rd)
             else:
                 run_round(cfg)
             write_json(rd / "benchmark.json", {"commit": started_at()})
@@ -245,6 +296,8 @@ def run_dataset(data: Path, name: str, methods: list[str], limit: int | None, ru
             gold = {r.id: r.answer for r in load_dataset(d / "unlabeled.csv", "choice").records}
             ok = [is_correct(a, gold[i], "choice") for i, a in zip(pl["id"], pl["answer"])]
             entry["pseudo_label_accuracy_per_class"] = _per_class(pl, ok)
+        if method in ROUND_TWO:
+            entry["after"], entry["warm"] = ROUND_TWO[method], _accuracy(preds, "warm", "choice")
         if method == "semievol":
             entry["vanilla"] = _accuracy(preds, "base", "choice")
             entry["sft"] = _accuracy(preds, "warm", "choice")
@@ -415,7 +468,8 @@ def table(result: dict) -> str:
             vs = (f"{100 * d['difference']:+.1f} | [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] | "
                   f"{d['p_not_better']:.3f}") if d else "- | - | -"
             lines.append(f"| {label} | {_cell(acc)} | {vs} |")
-    diffs = [(name, pair, d) for name, _, pairs in against for pair, d in pairs.items() if pair.startswith("semievol")]
+    diffs = [(name, pair, d) for name, _, pairs in against for pair, d in pairs.items()
+             if pair.startswith(("semievol", *ROUND_TWO))]
     if diffs:
         lines += ["", "Paired differences on the same test items (accuracy points, 95% paired bootstrap interval, "
                   "10,000 resamples; p: share of resamples where SemiEvol does not come out ahead):", "",

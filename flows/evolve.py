@@ -18,14 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from pydantic import BaseModel, ConfigDict, Field
 
 from semievol_core import report
-from semievol_core.config import Columns, RoundConfig
+from semievol_core.config import RoundConfig
 from semievol_core.data import Dataset, Record, load_dataset, question_id, question_key
+from semievol_core.next_round import STANDARD, frame, next_data
 from semievol_core.errors import BusyError
 from semievol_core.store import atomic_path, exclusive, read_json, write_json, write_parquet
 
@@ -50,30 +50,6 @@ class EvolveParams(BaseModel):
                                                          "deployment, e.g. semievol-phase/gpu")
 
 
-def _frame(records: list[Record], answers: dict[str, str] | None = None, prefix: str = "") -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": [prefix + r.id for r in records], "question": [r.question for r in records],
-        "options": [r.options for r in records],
-        "answer": [(answers or {}).get(r.id, r.answer) for r in records],
-        "category": [r.category for r in records]})
-
-
-def _next_data(labeled: Dataset, unlabeled: Dataset, round_dir: Path, tag: str):
-    """labeled + selected (ids prefixed with the round tag) and the unselected rest, as parquet files."""
-    pl = pd.read_parquet(round_dir / "pseudo_labels.parquet")
-    chosen = dict(zip(pl.loc[pl["selected"], "id"], pl.loc[pl["selected"], "answer"]))
-    by_id = unlabeled.by_id()
-    new_labeled = pd.concat([_frame(labeled.records),
-                             _frame([by_id[i] for i in chosen], chosen, prefix=f"{tag}:")], ignore_index=True)
-    rest = [r for r in unlabeled.records if r.id not in chosen]
-    lab = write_parquet(round_dir / "next_labeled.parquet", new_labeled)
-    unl = write_parquet(round_dir / "next_unlabeled.parquet", _frame(rest)) if rest else None
-    return lab, unl, len(chosen)
-
-
-STANDARD = Columns(id="id", question="question", options="options", answer="answer", category="category")
-
-
 def _with_data(cfg: RoundConfig, name: str, **data) -> RoundConfig:
     return cfg.model_copy(update={"name": name, "data": cfg.data.model_copy(update=data)})
 
@@ -85,7 +61,7 @@ def _normalize(cfg: RoundConfig, home: Path) -> RoundConfig:
         source = getattr(cfg.data, role)
         if source:
             ds = _load(cfg, source, role != "unlabeled")
-            out[role] = str(write_parquet(home / "data" / f"{role}.parquet", _frame(ds.records)))
+            out[role] = str(write_parquet(home / "data" / f"{role}.parquet", frame(ds.records)))
     data = cfg.data.model_copy(update={**out, "columns": STANDARD, "limit_labeled": None, "limit_unlabeled": None,
                                        "limit_test": None})
     return cfg.model_copy(update={"data": data})
@@ -214,7 +190,7 @@ def _iterate(params: EvolveParams, home: Path, logger) -> list[dict]:
         best = acc if acc is not None else best
         labeled = _load(cfg, cfg.data.labeled, True)
         unlabeled = _load(cfg, cfg.data.unlabeled, False)
-        lab, unl, n = _next_data(labeled, unlabeled, round_dir, f"r{i + 1}")
+        lab, unl, n = next_data(labeled, unlabeled, round_dir, f"r{i + 1}")
         if unl is None:
             logger.info("stopping: unlabeled pool used up")
             break
@@ -262,11 +238,11 @@ def _continue(params: EvolveParams, home: Path, logger) -> dict:
         return state
     tag = time.strftime("%Y%m%d-%H%M%S")
     name = f"{params.name}-{tag}"
-    batch = write_parquet(home / "batches" / f"{tag}.parquet", _frame(new))
+    batch = write_parquet(home / "batches" / f"{tag}.parquet", frame(new))
     rcfg = _with_data(cfg, name, labeled=state["labeled"], unlabeled=str(batch))
     metrics = semievol_round(rcfg, gpu_deployment=params.gpu_deployment, secret_env=params.secret_env)
     round_dir = Path(metrics["round_dir"])
-    lab, _, n = _next_data(labeled, _load(rcfg, str(batch), False), round_dir, tag)
+    lab, _, n = next_data(labeled, _load(rcfg, str(batch), False), round_dir, tag)
     acc = _evolved_accuracy(metrics)
     inc = state["incumbent"]
     if acc is None:

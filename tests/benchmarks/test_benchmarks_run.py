@@ -35,7 +35,7 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
                     "--limit", "4", "--max-new-tokens", "16", "--model", str(tiny_model), "--runs",
                     str(tmp_path / "runs"), "--out", str(out), *more)
 
-    methods = ["semievol", "no-selection", "sft-steps", "select-per-class", "keep-agreed"]
+    methods = ["semievol", "no-selection", "sft-steps", "select-per-class", "keep-agreed", "round-2"]
     quality(methods, tmp_path)
     [got] = json.loads((tmp_path / "quality.json").read_text())["studies"]
     assert got["model"] == str(tiny_model)
@@ -84,6 +84,16 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
         assert f"semievol - {variant}" in got["paired"]["fpb"]
     per_class = got["datasets"]["fpb"]["select-per-class"]["selection"]
     assert sum(per_class["selected_per_class"].values()) == per_class["selected"] > 0
+    # the second round: the first's labeled + selected as labeled, the rest as unlabeled; its warm model is the
+    # first round's evolved one, copied rather than trained again, and it is paired with it
+    first, second = got["datasets"]["fpb"]["select-per-class"], got["datasets"]["fpb"]["round-2"]
+    assert second["counts"] == {"labeled": 4 + per_class["selected"], "unlabeled": 12 - per_class["selected"],
+                                "test": 4}
+    phases = json.loads((tmp_path / "runs" / second["round"] / "manifest.json").read_text())["phases"]
+    assert phases["warm_up"]["reused_from"] == f"{first['round']}/evolved_adapter"
+    assert second["warm"]["correct"] == first["evolved"]["correct"] and second["after"] == "select-per-class"
+    pair = got["paired"]["fpb"]["round-2 - select-per-class"]
+    assert pair["difference"] == pytest.approx(second["evolved"]["accuracy"] - first["evolved"]["accuracy"])
     row = [ln for ln in (tmp_path / "quality.md").read_text().splitlines() if ln.startswith("| fpb |")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
     for i, acc in ((2, fpb["vanilla"]), (3, fpb["sft"]), (4, fpb["evolved"]), (5, control["sft"])):

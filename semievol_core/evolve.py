@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import backends, prompts
+from . import prompts, trainings
 from .context import Phase, RoundContext
 
 
@@ -21,8 +21,9 @@ def training_set(ctx: RoundContext) -> list:
 
 
 def evolve(ctx: RoundContext) -> list[Path]:
-    return [backends.trainer(ctx.cfg, ctx.model_path).train(training_set(ctx), ctx.rd.evolved_adapter)]
+    return [trainings.train(ctx, training_set(ctx), ctx.rd.evolved_adapter)]
 
 
 EVOLVE = Phase("evolve", evolve, splits=("labeled", "unlabeled"), upstream=("select",), outputs=("evolved_adapter",),
-               reads=("data.task", "model", "lora", "backend.trainer", "backend.llamafactory", "progress"))
+               reads=("data.task", "model", "lora", "backend.trainer", "backend.llamafactory", "progress",
+                      "runs_dir"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import backends, prompts
+from . import backends, prompts, trainings
 from .context import Phase, RoundContext
 from .models import resolve_embedder
 from .progress import Bar
@@ -18,7 +18,7 @@ def warm_up(ctx: RoundContext) -> list[Path]:
     if not ctx.cfg.method.warmup:
         return []
     examples = [prompts.training_example(r, ctx.task, r.answer) for r in ctx.splits["labeled"].records]
-    return [backends.trainer(ctx.cfg, ctx.model_path).train(examples, ctx.rd.warm_adapter)]
+    return [trainings.train(ctx, examples, ctx.rd.warm_adapter)]
 
 
 def retrieve(ctx: RoundContext) -> list[Path]:
@@ -44,7 +44,7 @@ def retrieve(ctx: RoundContext) -> list[Path]:
 
 WARM_UP = Phase("warm_up", warm_up, splits=("labeled",), outputs=("warm_adapter",),
                 reads=("method.warmup", "data.task", "model", "lora", "backend.trainer", "backend.llamafactory",
-                       "progress"))
+                       "progress", "runs_dir"))
 RETRIEVE = Phase("retrieve", retrieve, splits=("labeled", "unlabeled"), outputs=("index", "neighbors"),
                  reads=("method.retrieval", "method.k", "model.embedder", "model.device", "model.dtype",
                         "model.trust_remote_code", "model.allow_pickle", "backend.embed_batch_size", "progress"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -66,6 +67,16 @@ def digest(root: Path, rels: list[str]) -> str:
             h.update(str(f.relative_to(root)).encode())
             h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of the library's source: results kept by content are keyed on it, so a change to any code that
+    could have produced them starts afresh."""
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 @contextlib.contextmanager

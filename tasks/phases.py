@@ -16,14 +16,13 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE, TASK_SOURCE, CachePolicy
 
-import semievol_core
 from semievol_core import collaborate, progress, remote, select, shards
 from semievol_core.config import RoundConfig
 from semievol_core.context import RoundContext
 from semievol_core.data import load_splits
 from semievol_core.models import cache_dir, resolve_model
 from semievol_core.round import PHASES
-from semievol_core.store import RoundDir, digest
+from semievol_core.store import RoundDir, code_version, digest
 
 from tasks.retry import GPU_TASK, halvings, is_oom, note_oom
 from tasks.shards import fan_out, write_record
@@ -31,9 +30,10 @@ from tasks.shards import fan_out, write_record
 SPECS = {p.name: p for p in PHASES}
 PHASE_FNS = {p.name: p.run for p in PHASES}
 # Config fields that change where or how a phase runs but never its result, so they stay out of every cache key:
-# sharding is proven to give the unsharded result (tests/prefect/test_shards.py), and progress bars, re-dispatch
-# and time limits do not touch the numbers.
-NOT_IN_KEY = ("progress", "backend.shards", "backend.shard_storage", "backend.dispatch_attempts",
+# sharding is proven to give the unsharded result (tests/prefect/test_shards.py), and progress bars, re-dispatch,
+# time limits and where trainings are kept for reuse (runs_dir, semievol_core/trainings.py) do not touch the
+# numbers.
+NOT_IN_KEY = ("progress", "runs_dir", "backend.shards", "backend.shard_storage", "backend.dispatch_attempts",
               "backend.gpu_timeout_s")
 # The phases a sharded round spreads over the GPU pool: their chunk plans, one shard's work, where the chunks go.
 SHARDED = {"collaborate": (collaborate.chunk_plan, collaborate.infer_shard, collaborate.CHUNK_DIR),
@@ -87,14 +87,7 @@ def result_storage() -> Path | str:
     return f"remote-file-system/{name}"
 
 
-def _code_version() -> str:
-    h = hashlib.sha256()
-    for p in sorted(Path(semievol_core.__file__).parent.rglob("*.py")):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-CODE_VERSION = _code_version()
+CODE_VERSION = code_version()
 
 
 def _section(cfg: dict, dotted: str):

@@ -161,3 +161,37 @@ def test_score_shards_through_fsspec_storage_give_the_round_s_nll(fpb_round, tmp
     dtype = _manifest(result)["backends"]["transformers_dtype"]
     for rid, w in want.items():
         assert abs(got[rid] - w) < max(1e-4, nll_tolerance(dtype, w)), (rid, got[rid], w, dtype)
+
+
+def test_the_next_round_s_warm_up_is_this_round_s_evolve_and_is_copied(fpb_round, tmp_path):
+    """Step 7: labeled + selected becomes the next labeled set, so the next warm-up trains what evolve trained.
+    It is copied (the manifest says from where), and a changed recipe trains afresh."""
+    from semievol_core.config import parse_config
+    from semievol_core.data import load_splits
+    from semievol_core.next_round import STANDARD, next_data
+    from semievol_core.propagate import WARM_UP
+    from semievol_core.round import manifest, prepare, run_phase
+    from semievol_core.store import digest
+
+    cfg, result = fpb_round
+    splits = load_splits(cfg.data)
+    (tmp_path / "pseudo_labels.parquet").write_bytes((result.path / "pseudo_labels.parquet").read_bytes())
+    lab, unl, chosen = next_data(splits["labeled"], splits["unlabeled"], tmp_path, "r1")
+    assert chosen > 0 and len(pd.read_parquet(lab)) == 16 + chosen
+
+    def warm_up(name: str, **lora) -> dict:
+        raw = cfg.model_dump(mode="json")
+        raw.update(name=name, lora={**raw["lora"], **lora})
+        raw["data"].update(labeled=str(lab), unlabeled=str(unl), test=None, columns=STANDARD.model_dump(),
+                           limit_labeled=None, limit_unlabeled=None, limit_test=None)
+        ctx = prepare(parse_config(raw))
+        ctx.rd.create(manifest(ctx))
+        run_phase(ctx, "warm_up", WARM_UP.run)
+        return ctx.rd.read_manifest()["phases"]["warm_up"]
+
+    entry = warm_up("fpb-small-r2")
+    assert entry["trained_as"] == f"{result.path.name}/evolved_adapter"
+    files = ["adapter_config.json", "adapter_model.safetensors"]
+    assert digest(result.path / "evolved_adapter", files) == digest(result.path.parent / "fpb-small-r2" /
+                                                                    "warm_adapter", files)
+    assert "trained_as" not in warm_up("fpb-small-r2-shorter", epochs=0.1)

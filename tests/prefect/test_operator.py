@@ -29,6 +29,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from flows.artifacts import CARD_KEY, HISTOGRAM_KEY, history_key, inline_images
 from flows.evolve import EVENT_PROMOTED, EVENT_REFUSED, EvolveParams, evolve_continuous, evolve_iterative
 from semievol_core import parse_config
+from semievol_core.store import digest
 
 pytestmark = pytest.mark.prefect
 REPO = Path(__file__).resolve().parents[2]
@@ -258,6 +259,12 @@ def test_iterative_rounds_grow_the_labeled_set_and_keep_a_history(evolution, sma
     assert second["counts"] == {"labeled": 8 + chosen, "unlabeled": 12 - chosen, "test": 8}
     nxt = pd.read_parquet(evolution["runs_dir"] / f"{name}-r1" / "next_labeled.parquet")
     assert nxt["id"].is_unique and len(nxt) == 8 + chosen
+    # round 2's warm-up trains what round 1's evolve trained (a fresh LoRA on labeled + selected): copied
+    r1, r2 = (evolution["runs_dir"] / f"{name}-r{i}" for i in (1, 2))
+    warm = json.loads((r2 / "manifest.json").read_text())["phases"]["warm_up"]
+    assert warm["trained_as"].endswith("/evolved_adapter"), warm
+    files = ["adapter_config.json", "adapter_model.safetensors"]
+    assert digest(r1 / "evolved_adapter", files) == digest(r2 / "warm_adapter", files)
     rows = json.loads((evolution["runs_dir"] / name / "history.json").read_text())
     assert [r["round"] for r in rows] == [f"{name}-r1", f"{name}-r2"]
     accs = [m["evaluation"]["evolved"]["accuracy"] for m in metrics]

@@ -173,9 +173,13 @@ def test_the_cache_key_follows_the_declaration(tmp_path):
     assert _key(base, "warm_up") != _key(trainer, "warm_up") and _key(base, "evolve") != _key(trainer, "evolve")
     assert _key(base, "retrieve") == _key(trainer, "retrieve")
     # sharding and progress bars change where and how a phase runs, not its result
-    neutral = base.model_copy(update={"progress": True, "backend": base.backend.model_copy(
-        update={"shards": 4, "shard_storage": "file:///tmp/x", "dispatch_attempts": 5, "gpu_timeout_s": 60})})
+    # and so does where the round's trainings are kept
+    neutral = base.model_copy(update={"progress": True, "runs_dir": str(tmp_path / "elsewhere"),
+                                      "backend": base.backend.model_copy(update={
+                                          "shards": 4, "shard_storage": "file:///tmp/x", "dispatch_attempts": 5,
+                                          "gpu_timeout_s": 60})})
     assert all(_key(base, p) == _key(neutral, p) for p in SPECS if p != "report")
-    assert all(_covered(n, SPECS["collaborate"].reads) for n in NOT_IN_KEY)  # named, and really read there
+    # each named, and really read
+    assert all(_covered(n, SPECS["collaborate"].reads + SPECS["warm_up"].reads) for n in NOT_IN_KEY)
     theta = base.model_copy(update={"method": base.method.model_copy(update={"theta": 40})})
     assert _key(base, "select") != _key(theta, "select") and _key(base, "warm_up") == _key(theta, "warm_up")

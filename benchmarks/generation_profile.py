@@ -108,7 +108,7 @@ def main(argv=None) -> int:
             return go
 
         seconds = alternating({"generation": run(requests), "first_token": run(first_token)}, args.repeats)
-        core = engine.model.get_base_model()
+        core = engine.model.get_base_model() if hasattr(engine.model, "get_base_model") else engine.model
         weights = sum(p.numel() for n, p in core.named_parameters() if "embed" not in n and "lora" not in n)
         sample_tokens = padded(sample, prompts)
         result["sample"] = {"batches": len(sample), "requests": sum(map(len, sample)),

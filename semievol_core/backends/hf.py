@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ..config import ModelConfig
 from ..progress import Bar
 from ..store import atomic_path
-from . import resolve_device, resolve_dtype
+from . import lora, resolve_device, resolve_dtype
 from .base import GenRequest, Messages, ScoreRequest
 
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
@@ -155,7 +155,9 @@ class HFEngine:
         _use_gqa_attention(self.model)
         self.device = self.model.device
         self.adapters = dict(adapters or {})
-        if self.adapters:
+        # Plain LoRA adapters run as two small matmuls per layer (backends/lora.py); anything else through peft.
+        self.lora = lora.attach(self.model, self.adapters, self.model.dtype) if self.adapters else None
+        if self.adapters and self.lora is None:
             from peft import PeftModel
             names = list(self.adapters)
             # Adapters in the model's dtype: peft would keep them in fp32 on a bf16 model (right for training),
@@ -168,6 +170,7 @@ class HFEngine:
         self.stops = stop_ids(self.tok)
         self.gen_batch_size, self.score_batch_size = gen_batch_size, score_batch_size
         self.progress, self.max_length = progress, max_length
+        self.share_prefix, self._prefixes = True, {}
 
     def start(self, seed: int) -> None:
         pass  # the model and its adapters were loaded by the constructor
@@ -175,6 +178,8 @@ class HFEngine:
     def _use(self, adapter: str | None):
         """Context in which the model runs with the named adapter, or with none (the base model)."""
         import contextlib
+        if self.lora is not None:
+            return self.lora.use(adapter)
         if adapter is None:
             return self.model.disable_adapter() if self.adapters else contextlib.nullcontext()
         if adapter not in self.adapters:
@@ -189,29 +194,49 @@ class HFEngine:
         batches = generation_batches(requests, prompts, self.gen_batch_size)
         bar = Bar(len(requests), desc, "seq", self.progress)
         tokens, t0 = 0, time.perf_counter()
+        pad = self.tok.pad_token_id
         for b, idx in enumerate(batches):
             req = requests[idx[0]]
-            width = max(len(prompts[i]) for i in idx)
-            pad = self.tok.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in idx], device=self.device)
-            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx],
-                                device=self.device)
+            # What every prompt of the batch begins with (the chat template's system turn, an instruction) is
+            # computed once for the batch's adapter and its keys and values copied to each row; the rows' own
+            # parts follow, padded between the two so that positions still count only real tokens.
+            rows = [prompts[i] for i in idx]
+            shared = shared_prefix(rows) if self.share_prefix else 0
+            width = max(len(r) for r in rows) - shared
+            ids = torch.tensor([r[:shared] + [pad] * (width + shared - len(r)) + r[shared:] for r in rows],
+                               device=self.device)
+            mask = torch.tensor([[1] * shared + [0] * (width + shared - len(r)) + [1] * (len(r) - shared)
+                                 for r in rows], device=self.device)
             # Seeded per batch: the same requests give the same texts on every run.
             torch.manual_seed(seed * 1_000_003 + b)
             sample = req.temperature > 0
             with self._use(req.adapter):
+                past = self._prefix_cache(req.adapter, rows[0][:shared], len(rows)) if shared else None
                 gen = self.model.generate(
-                    input_ids=ids, attention_mask=mask, max_new_tokens=req.max_new_tokens, do_sample=sample,
-                    temperature=req.temperature if sample else None, top_k=0 if sample else None,
+                    input_ids=ids, attention_mask=mask, past_key_values=past, max_new_tokens=req.max_new_tokens,
+                    do_sample=sample, temperature=req.temperature if sample else None, top_k=0 if sample else None,
                     top_p=1.0 if sample else None, eos_token_id=self.stops, pad_token_id=pad)
             for row, i in enumerate(idx):
-                new = gen[row, width:].tolist()
+                new = gen[row, shared + width:].tolist()
                 cut = next((j for j, t in enumerate(new) if t in self.stops), len(new))
                 tokens += cut
                 out[i] = self.tok.decode(new[:cut], skip_special_tokens=True)
             bar.update(len(idx), tok_s=round(tokens / (time.perf_counter() - t0), 1))
         bar.close()
         return out
+
+    def _prefix_cache(self, adapter: str | None, prefix: list[int], rows: int):
+        """A fresh cache holding `prefix` computed once under `adapter` (the active one), for `rows` rows."""
+        import copy
+        key = (adapter, tuple(prefix))
+        if key not in self._prefixes:
+            if len(self._prefixes) >= 8:
+                self._prefixes.pop(next(iter(self._prefixes)))
+            ids = torch.tensor([prefix], device=self.device)
+            self._prefixes[key] = self.model(input_ids=ids, use_cache=True).past_key_values
+        past = copy.deepcopy(self._prefixes[key])
+        past.batch_repeat_interleave(rows)
+        return past
 
     @torch.inference_mode()
     def score(self, requests: list[ScoreRequest], desc: str = "score") -> list[float]:
@@ -240,7 +265,7 @@ class HFEngine:
         ids = torch.tensor([p + s + [pad] * (width - len(p) - len(s)) for p, s in pairs], device=self.device)
         mask = torch.tensor([[1] * (len(p) + len(s)) + [0] * (width - len(p) - len(s)) for p, s in pairs],
                             device=self.device)
-        core = self.model.get_base_model() if self.adapters else self.model
+        core = self.model.get_base_model() if self.adapters and self.lora is None else self.model
         hidden = core.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
         # The output layer only at response positions: full-vocabulary logits for a batch cost gigabytes.
         rows, cols, targets = [], [], []
@@ -255,6 +280,19 @@ class HFEngine:
             out.append(nll[at:at + len(s)].mean().item())
             at += len(s)
         return out
+
+
+MIN_SHARED = 8  # fewer shared tokens than this are not worth a second forward pass
+
+
+def shared_prefix(rows: list[list[int]]) -> int:
+    """How many leading tokens every row has in common, at most the shortest row less one (a row's own part is
+    never empty: its last token gives the first new token's logits); 0 below MIN_SHARED."""
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n if n >= MIN_SHARED else 0
 
 
 def generation_batches(requests: list[GenRequest], prompts: list[list[int]], size: int) -> list[list[int]]:

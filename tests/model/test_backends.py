@@ -27,14 +27,67 @@ def test_adapter_on_off_on_is_identical(fpb_round, samples):
 
 
 def test_a_bf16_engine_holds_its_adapters_in_bf16(fpb_round):
-    """The warm adapter trained in fp32; for inference the engine keeps it in the model's dtype, or peft casts
-    every layer's input to fp32 and back at each call (1.4x slower warm batches in bf16, measured)."""
+    """The warm adapter trained in fp32; for inference the engine keeps it in the model's dtype, or every layer's
+    input would be cast to fp32 and back at each call (1.4x slower warm batches in bf16 under peft, measured)."""
     import torch
     cfg, result = fpb_round
     engine = HFEngine(resolve_model(cfg.model), ModelConfig(dtype="bfloat16"),
                       {"warm": str(result.path / "warm_adapter")}, progress=False)
-    lora = {p.dtype for n, p in engine.model.named_parameters() if "lora_" in n}
-    assert lora == {torch.bfloat16}
+    assert engine.lora is not None and len(engine.lora.layers) == 30 * 7  # every targeted layer of the 30 blocks
+    assert {t.dtype for layer in engine.lora.layers for t in layer.adapters["warm"][:2]} == {torch.bfloat16}
+
+
+def _peft_copy(src: Path, dst: Path, **changes) -> str:
+    """The adapter at src with adapter_config.json fields changed (a config beyond plain LoRA goes to peft)."""
+    import json
+    import shutil
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "adapter_config.json").read_text())
+    (dst / "adapter_config.json").write_text(json.dumps({**config, **changes}))
+    return str(dst)
+
+
+def test_plain_lora_without_peft_scores_and_generates_as_peft_does(fpb_round, samples, tmp_path):
+    """The engine's own LoRA layers (backends/lora.py) against peft's on the same trained adapters, in fp32:
+    the same NLLs to float rounding and the same greedy texts, for the warm and the evolved adapter in one
+    engine and for the base model with both loaded. rank_pattern (per-layer ranks, which peft handles) sends an
+    adapter down the peft path, here with its pattern empty so the two must agree."""
+    from semievol_core.backends.base import ScoreRequest
+    cfg, result = fpb_round
+    fp32 = ModelConfig(dtype="float32")
+    names = {"warm": str(result.path / "warm_adapter"), "evolved": str(result.path / "evolved_adapter")}
+    via_peft = {n: _peft_copy(Path(p), tmp_path / n, rank_pattern={"zz_no_such_layer": 8}) for n, p in names.items()}
+    own = HFEngine(resolve_model(cfg.model), fp32, names, progress=False)
+    peft = HFEngine(resolve_model(cfg.model), fp32, via_peft, progress=False)
+    assert own.lora is not None and peft.lora is None
+    recs = load_dataset(samples / "fpb" / "test.csv").records[:6]
+    gen = [GenRequest(prompts.inference_messages(r, "choice"), a, 0.0, 12) for r in recs for a in
+           (None, "warm", "evolved")]
+    assert own.generate(gen, 0) == peft.generate(gen, 0)
+    score = [ScoreRequest(g.messages, "Answer: B", g.adapter) for g in gen]
+    a, b = np.array(own.score(score)), np.array(peft.score(score))
+    assert np.allclose(a, b, atol=1e-4) and len(set(np.round(a, 3))) > 3
+
+
+def test_a_prefix_shared_by_the_batch_is_computed_once_and_changes_no_answer(fpb_round, samples):
+    """The system turn every prompt starts with, computed once per batch and adapter, then the rows' own parts
+    padded after it: in fp32 the same greedy texts and the same sampled ones as the whole prompts left-padded,
+    with and without the adapter, on prompts of different lengths (0 to 3 examples)."""
+    from semievol_core.backends.hf import prompt_ids, shared_prefix
+    cfg, result = fpb_round
+    engine = HFEngine(resolve_model(cfg.model), ModelConfig(dtype="float32"),
+                      {"warm": str(result.path / "warm_adapter")}, gen_batch_size=8, progress=False)
+    lab = load_dataset(samples / "fpb" / "labeled.csv").records
+    recs = load_dataset(samples / "fpb" / "test.csv").records[:8]
+    msgs = [prompts.inference_messages(r, "choice", lab[i:i + i % 4]) for i, r in enumerate(recs)]
+    assert shared_prefix([prompt_ids(engine.tok, m, 4096) for m in msgs]) >= 8
+    for temperature in (0.0, 1.0):
+        reqs = [GenRequest(m, a, temperature, 12) for m in msgs for a in (None, "warm")]
+        shared = engine.generate(reqs, 3)
+        assert len(engine._prefixes) == 2  # one per adapter
+        engine.share_prefix, engine._prefixes = False, {}
+        assert engine.generate(reqs, 3) == shared
+        engine.share_prefix = True
 
 
 def test_sampling_is_seeded():

@@ -139,6 +139,23 @@ def test_quality_tiny(tmp_path, samples, tiny_model):
     assert md.count("## seeded subsample") == 2 and "| model | accuracy | minus SFT |" in md
 
 
+def test_round_time_tiny(tmp_path, tiny_model):
+    """Before and after: HEAD's code from a worktree of its own, then this checkout's, one process each."""
+    out = _run("benchmarks/round_time.py", "--limit", "4", "--max-new-tokens", "8", "--model", str(tiny_model),
+               "--before", "HEAD", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path))
+    got = json.loads((tmp_path / "round_time.json").read_text())
+    before, after = got["sides"]
+    assert before.endswith(" float32") and after == "this code auto" and len(got["before_commit"]) == 12
+    for side in got["sides"]:
+        r = got["rounds"][side]
+        assert set(r["seconds"]) == {"warm_up", "retrieve", "collaborate", "justify", "select", "evolve", "evaluate"}
+        assert r["total"] == pytest.approx(sum(r["seconds"].values()), abs=0.2) and r["total"] > 0
+        assert all(0 <= a <= 1 for a in r["accuracy"].values())
+    assert "| **round** |" in (tmp_path / "round_time.md").read_text() and "x" in out.stdout.splitlines()[-1]
+    worktrees = subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True).stdout
+    assert "round-time-" not in worktrees
+
+
 def test_throughput_tiny(tmp_path, tiny_model):
     # The Prefect cached re-run figure is left out here: it is a whole extra round, and the cache itself is
     # tested in tests/prefect/test_round_flow.py.

@@ -104,8 +104,8 @@ def paired(runs: dict, majority: dict | None = None) -> dict:
     pairs += [(f"semievol - {m}", ours, final_model(m, runs.get(m))) for m in METHODS if m != "semievol"]
     pairs += [("majority - sft", majority, sft), ("vanilla - sft", sv.get("vanilla"), sft)]
     pairs += [(f"{m} - sft", final_model(m, runs.get(m)), sft) for m in METHODS if m != "semievol"]
-    pairs += [(f"{m} - {first}", final_model(m, runs.get(m)), final_model(first, runs.get(first)))
-              for m, first in ROUND_TWO.items()]
+    pairs += [(f"{m} - {other}", final_model(m, runs.get(m)), final_model(other, runs.get(other)))
+              for m, first in ROUND_TWO.items() for other in (first, "sft-steps")]
     out = {}
     for name, a, b in pairs:
         if a and b and "correct" in a and "correct" in b and a["ids"] == b["ids"]:
@@ -472,7 +472,7 @@ def table(result: dict) -> str:
              if pair.startswith(("semievol", *ROUND_TWO))]
     if diffs:
         lines += ["", "Paired differences on the same test items (accuracy points, 95% paired bootstrap interval, "
-                  "10,000 resamples; p: share of resamples where SemiEvol does not come out ahead):", "",
+                  "10,000 resamples; p: share of resamples where the first model does not come out ahead):", "",
                   "| dataset | difference | points | 95% interval | p |", "|---|---|---|---|---|"]
         lines += [f"| {name} | {pair} | {100 * d['difference']:+.1f} | [{100 * d['ci95'][0]:+.1f}, "
                   f"{100 * d['ci95'][1]:+.1f}] | {d['p_not_better']:.3f} |" for name, pair, d in diffs]

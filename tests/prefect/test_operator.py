@@ -259,11 +259,13 @@ def test_iterative_rounds_grow_the_labeled_set_and_keep_a_history(evolution, sma
     assert second["counts"] == {"labeled": 8 + chosen, "unlabeled": 12 - chosen, "test": 8}
     nxt = pd.read_parquet(evolution["runs_dir"] / f"{name}-r1" / "next_labeled.parquet")
     assert nxt["id"].is_unique and len(nxt) == 8 + chosen
-    # round 2's warm-up trains what round 1's evolve trained (a fresh LoRA on labeled + selected): copied
+    # round 2's warm-up trains what round 1's evolve trained (a fresh LoRA on labeled + selected): copied, from
+    # whichever round trained it first (here the continuous run's second round, whose labeled set is the same)
     r1, r2 = (evolution["runs_dir"] / f"{name}-r{i}" for i in (1, 2))
     warm = json.loads((r2 / "manifest.json").read_text())["phases"]["warm_up"]
-    assert warm["trained_as"].endswith("/evolved_adapter"), warm
-    files = ["adapter_config.json", "adapter_model.safetensors"]
+    assert (evolution["runs_dir"] / warm["trained_as"]).is_dir(), warm
+    # the same weights (peft writes target_modules, a set, in each process's own order: the configs may differ)
+    files = ["adapter_model.safetensors"]
     assert digest(r1 / "evolved_adapter", files) == digest(r2 / "warm_adapter", files)
     rows = json.loads((evolution["runs_dir"] / name / "history.json").read_text())
     assert [r["round"] for r in rows] == [f"{name}-r1", f"{name}-r2"]

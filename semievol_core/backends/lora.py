@@ -31,7 +31,7 @@ class LoRALinear(torch.nn.Module):
 
     def forward(self, x):
         out = self.base(x)
-        lora = self.adapters.get(self.active) if self.active is not None else None
+        lora = self.adapters.get(self.active)  # None for the base model (active None) and a layer it leaves out
         if lora is None:
             return out
         a, b, scaling = lora
@@ -74,7 +74,7 @@ def attach(model: torch.nn.Module, adapters: dict[str, str], dtype: torch.dtype)
         for key, tensor in load_file(str(weights_file)).items():
             if not key.startswith(_PREFIX) or not key.endswith((".lora_A.weight", ".lora_B.weight")):
                 return None
-            module, kind = key[len(_PREFIX):].rsplit(".", 2)[0], key.rsplit(".", 2)[1]
+            module, kind, _ = key[len(_PREFIX):].rsplit(".", 2)
             pairs.setdefault(module, {})[kind] = tensor
         for module, ab in pairs.items():
             try:
